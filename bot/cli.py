@@ -1,0 +1,206 @@
+"""The `bot` command. The only module that reads the environment and builds real clients."""
+
+import os
+import sys
+import threading
+
+import click
+
+from bot import __version__
+from bot.config import load_config, with_overrides
+from bot.errors import BotError
+from bot.summary import progress_fraction
+
+
+def _ledger_dir(root, config):
+    return root / ".autoresearch" / config.tag
+
+
+def _open(repo, config_path, **overrides):
+    from bot.gitops import GitRepo
+
+    git = GitRepo(repo)
+    config = with_overrides(load_config(git.root, os.environ, config_path), **overrides)
+    _ignore_state_dir(git.root)
+    return git, config
+
+
+def _ignore_state_dir(root):
+    """Keep .autoresearch/ out of `git status` even in repos whose .gitignore lacks it."""
+    exclude = root / ".git" / "info" / "exclude"
+    if exclude.parent.is_dir():
+        text = exclude.read_text() if exclude.exists() else ""
+        if ".autoresearch/" not in text.split():
+            exclude.write_text(text + ("" if text.endswith("\n") or not text else "\n") + ".autoresearch/\n")
+
+
+class ProgressBar:
+    """One self-rewriting line on a terminal; silent when output is not a terminal."""
+
+    def __init__(self, stream=None):
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty()
+        self.label = ""
+        self.lock = threading.Lock()
+
+    def start(self, label):
+        self.label = label
+        self.draw(0.0)
+
+    def on_line(self, line):
+        fraction = progress_fraction(line)
+        if fraction is not None:
+            self.draw(fraction)
+
+    def draw(self, fraction):
+        if not self.enabled:
+            return
+        filled = int(round(fraction * 30))
+        with self.lock:
+            self.stream.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {fraction:5.1%} {self.label[:50]}")
+            self.stream.flush()
+
+    def clear(self):
+        if self.enabled:
+            with self.lock:
+                self.stream.write("\r" + " " * 100 + "\r")
+                self.stream.flush()
+
+
+def _printer(bar, metric):
+    def on_event(kind, **facts):
+        if kind == "tracking-created":
+            click.echo(f"Created tracking branch {facts['branch']} at {facts['commit'][:7]}")
+        elif kind == "resume":
+            ref = facts["reference"]
+            click.echo(f"Resuming: {facts['experiments']} ledger row(s); tracking head {ref['commit'][:7]} "
+                       f"measured at {metric} {ref['metric']:.6f} (experiment {int(ref['id']):04d})")
+        elif kind == "baseline-start":
+            click.echo(f"Baseline {facts['id']:04d}: measuring the tracking head {facts['commit'][:7]}")
+            bar.start("baseline")
+        elif kind == "experiment-start":
+            click.echo(f"Experiment {facts['id']:04d}: {facts['description']}")
+            bar.start(facts["description"])
+        elif kind == "proposal-refused":
+            click.echo(f"  refused proposal ({facts['description']}): {facts['reason']}")
+        elif kind == "result":
+            bar.clear()
+            r = facts["record"]
+            value = f"{metric} {r['metric']:.6f}" if r.get("metric") is not None else "no metric"
+            seconds = (r.get("timings") or {}).get("total_s")
+            took = f" in {seconds:.0f} s" if isinstance(seconds, (int, float)) else ""
+            click.echo(f"  -> {r['status']}: {value}{took} ({r['reason']})")
+            for flag in r.get("flags") or ():
+                click.echo(f"     note: {flag}")
+        elif kind == "reconciled":
+            click.echo(f"Finished an interrupted keep: tracking moved to {facts['record']['commit'][:7]}")
+        elif kind == "warning":
+            click.echo(f"warning: {facts['message']}", err=True)
+        elif kind == "stop":
+            click.echo(f"Stopped: {facts['reason']}")
+    return on_event
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="autoresearch-bot")
+def cli():
+    """autoresearch-bot: propose one change to train.py, train for a fixed budget, keep or discard.
+
+    \b
+    Examples:
+      bot run --local --iterations 3 --budget 15   # three CPU experiments, 15 s each
+      bot status                                   # the ledger so far
+    """
+
+
+@cli.command()
+@click.option("--local", "local", is_flag=True, help="Train on this machine (its GPU, else the CPU).")
+@click.option("--iterations", type=click.IntRange(min=1), help="Stop after N experiments.")
+@click.option("--hours", type=click.FloatRange(min=0, min_open=True), help="Stop starting experiments after H hours.")
+@click.option("--budget", type=click.FloatRange(min=0, min_open=True), help="Training seconds per experiment (default: budget_seconds, 300).")
+@click.option("--tag", help="Run name: branches autoresearch/<tag>, autoresearch/<tag>-exp/NNNN.")
+@click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository to improve.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file (default: <repo>/autoresearch.yaml).")
+def run(local, iterations, hours, budget, tag, repo, config_path):
+    """Measure a baseline, then run experiments until a limit is reached.
+
+    Each experiment changes one thing in the editable files, trains for the budget, and is
+    kept (the tracking branch moves to it) or discarded (its branch stays). Rerunning
+    resumes from the ledger in .autoresearch/<tag>/. Ctrl-C stops cleanly.
+
+    \b
+    Examples:
+      bot run --local --iterations 3 --budget 15   # quick CPU demo, about two minutes
+      bot run --local --hours 8                    # a night on this machine's GPU
+      bot run --local --tag lr-sweep --iterations 20
+    """
+    from bot.ledger import Ledger
+    from bot.loop import Interrupted, ResearchLoop
+    from bot.proposers.offline import OfflineProposer
+
+    git, config = _open(repo, config_path, budget_seconds=budget, tag=tag,
+                        runner="local" if local else None)
+    if config.runner != "local":
+        raise BotError("the Modal runner is not available yet: run with --local to train on this machine")
+    if config.proposer != "offline":
+        raise BotError(f"the {config.proposer} proposer is not available yet: set `proposer: offline`")
+    from bot.runners.local import LocalRunner
+
+    bar = ProgressBar()
+    ledger_dir = _ledger_dir(git.root, config)
+    ledger = Ledger(ledger_dir, config.metric)
+    loop = ResearchLoop(config, git, LocalRunner(on_line=bar.on_line), OfflineProposer(config.seed),
+                        ledger, events=_printer(bar, config.metric))
+    click.echo(f"autoresearch-bot {__version__}: {git.root}, tag {config.tag}, budget {config.budget_seconds:g} s, local runner")
+    try:
+        loop.run(iterations=iterations, hours=hours)
+    except (Interrupted, KeyboardInterrupt) as exc:
+        bar.clear()
+        what = str(exc) if isinstance(exc, Interrupted) else "stopped between steps"
+        click.echo(f"\nInterrupted: {what}. Nothing half-written; rerun the same command to resume.", err=True)
+        sys.exit(130)
+    click.echo("")
+    click.echo(_status_text(ledger, config))
+    click.echo(f"\nResults: {ledger.tsv_path} (every fact: {ledger.jsonl_path.name}); "
+               f"best train.py: `git checkout {config.branches['tracking']}`")
+
+
+def _status_text(ledger, config):
+    from bot.report import status_table
+
+    return status_table(ledger.read(), config.metric, config.direction)
+
+
+@cli.command()
+@click.option("--tag", help="Run name (default: tag in autoresearch.yaml, else `default`).")
+@click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file.")
+def status(tag, repo, config_path):
+    """Print the ledger as a table, with the best result and kept/discarded/crashed counts.
+
+    \b
+    Examples:
+      bot status
+      bot status --tag lr-sweep
+    """
+    from bot.ledger import Ledger
+
+    git, config = _open(repo, config_path, tag=tag)
+    ledger = Ledger(_ledger_dir(git.root, config), config.metric)
+    click.echo(_status_text(ledger, config))
+    for warning in ledger.warnings:
+        click.echo(f"warning: {warning}", err=True)
+
+
+def main():
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("Aborted.", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except BotError as exc:
+        click.echo(f"Error: {exc}", err=True)
+        sys.exit(1)

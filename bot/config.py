@@ -1,0 +1,154 @@
+"""Settings: `autoresearch.yaml` in the repository, overridden by AUTORESEARCH_* variables.
+
+`parse_config` is pure (a dict and an environment mapping in, a frozen Config out);
+`load_config` reads the file. Tokens are never settings: they come only from the
+environment, read by the CLI.
+"""
+
+import dataclasses
+import difflib
+from pathlib import Path
+
+from bot.errors import ConfigError
+
+CONFIG_FILE = "autoresearch.yaml"
+RUNNERS = ("local", "modal")
+PROPOSERS = ("offline", "anthropic")
+DIRECTIONS = ("minimize", "maximize")
+DECISION_RULES = ("greedy",)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    tag: str = "default"
+    editable: tuple = ("train.py",)
+    harness: tuple = ("prepare.py",)
+    command: str = "python train.py"
+    metric: str = "val_bpb"
+    direction: str = "minimize"
+    budget_seconds: float = 300.0
+    timeout_seconds: float = None  # None: budget + max(60, budget), room for start-up and eval
+    runner: str = "modal"
+    gpu: str = "H100!"
+    parallel: int = 1
+    proposer: str = "offline"
+    model: str = "claude-sonnet-4-5"
+    program: str = "program.md"
+    data: str = "auto"
+    decision_rule: str = "greedy"
+    max_consecutive_crashes: int = 5
+    max_usd: float = None
+    seed: int = 42
+
+    @property
+    def effective_timeout(self):
+        if self.timeout_seconds is not None:
+            return float(self.timeout_seconds)
+        return float(self.budget_seconds) + max(60.0, float(self.budget_seconds))
+
+    @property
+    def branches(self):
+        """Tracking, experiment prefix and ledger branch names (git cannot hold a/b and a/b/c)."""
+        base = f"autoresearch/{self.tag}"
+        return {"tracking": base, "experiment": f"{base}-exp/", "ledger": f"{base}-ledger"}
+
+
+_FIELDS = {field.name: field for field in dataclasses.fields(Config)}
+_TYPES = {
+    "tag": str, "editable": tuple, "harness": tuple, "command": str, "metric": str,
+    "direction": str, "budget_seconds": float, "timeout_seconds": float, "runner": str,
+    "gpu": str, "parallel": int, "proposer": str, "model": str, "program": str, "data": str,
+    "decision_rule": str, "max_consecutive_crashes": int, "max_usd": float, "seed": int,
+}
+_CHOICES = {"runner": RUNNERS, "proposer": PROPOSERS, "direction": DIRECTIONS,
+            "decision_rule": DECISION_RULES}
+_OPTIONAL = {"timeout_seconds", "max_usd"}
+ENV_PREFIX = "AUTORESEARCH_"
+
+
+def _coerce(key, value, origin):
+    kind = _TYPES[key]
+    if value is None:
+        if key in _OPTIONAL:
+            return None
+        raise ConfigError(f"{origin}: `{key}` needs a value (delete the line to use the default)")
+    try:
+        if kind is tuple:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            items = tuple(str(item).strip() for item in items if str(item).strip())
+            if not items:
+                raise ValueError("empty list")
+            return items
+        if kind is str:
+            if isinstance(value, (dict, list)):
+                raise ValueError("expected text")
+            return str(value)
+        if isinstance(value, bool):
+            raise ValueError("expected a number")
+        number = kind(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{origin}: `{key}` is {value!r}, which is not a valid {kind.__name__} ({exc})")
+    if number < 0 or (key in ("budget_seconds", "parallel") and number <= 0):
+        raise ConfigError(f"{origin}: `{key}` must be positive, got {value!r}")
+    return number
+
+
+def _unknown_key(key, origin):
+    close = difflib.get_close_matches(key, list(_FIELDS), n=1)
+    hint = f"did you mean `{close[0]}`? " if close else ""
+    raise ConfigError(
+        f"{origin}: unknown setting `{key}`; {hint}valid settings: {', '.join(sorted(_FIELDS))}"
+    )
+
+
+def parse_config(data, env=None, origin=CONFIG_FILE):
+    """Build a Config from a mapping (the yaml) and AUTORESEARCH_* overrides in `env`."""
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{origin}: expected `key: value` settings, got {type(data).__name__}")
+    values = {}
+    for key, value in data.items():
+        if key not in _FIELDS:
+            _unknown_key(str(key), origin)
+        values[key] = _coerce(key, value, origin)
+    # Only variables naming a setting are overrides: AUTORESEARCH_RESULT_PATH and friends
+    # belong to the harness.
+    for name, value in (env or {}).items():
+        if name.startswith(ENV_PREFIX) and name[len(ENV_PREFIX):].lower() in _FIELDS:
+            key = name[len(ENV_PREFIX):].lower()
+            values[key] = _coerce(key, value, f"environment variable {name}")
+    for key, choices in _CHOICES.items():
+        if key in values and values[key] not in choices:
+            raise ConfigError(f"{origin}: `{key}` is {values[key]!r}; choose one of {', '.join(choices)}")
+    if "tag" in values and not _valid_tag(values["tag"]):
+        raise ConfigError(f"{origin}: tag {values['tag']!r} must be letters, digits, '.', '_' or '-'")
+    return Config(**values)
+
+
+def _valid_tag(tag):
+    return bool(tag) and all(ch.isalnum() or ch in "._-" for ch in tag) and not tag.startswith(".")
+
+
+def load_config(repo_root, env=None, path=None):
+    """Read autoresearch.yaml from the repository (a missing file means all defaults)."""
+    import yaml
+
+    config_path = Path(path) if path else Path(repo_root) / CONFIG_FILE
+    if not config_path.exists():
+        if path:
+            raise ConfigError(f"config file {config_path} does not exist: check the --config path")
+        return parse_config({}, env, origin="defaults")
+    try:
+        data = yaml.safe_load(config_path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{config_path} is not valid YAML: {exc}") from None
+    return parse_config(data, env, origin=str(config_path.name))
+
+
+def with_overrides(config, **overrides):
+    """A copy with CLI overrides applied (None means: not given on the command line)."""
+    given = {key: value for key, value in overrides.items() if value is not None}
+    for key, value in given.items():
+        given[key] = _coerce(key, value, f"--{key.replace('_', '-')}")
+    return dataclasses.replace(config, **given)

@@ -1,0 +1,262 @@
+"""The research loop: a baseline, then propose → validate → commit → run → decide → record.
+
+Receives everything it touches (config, git, runner, proposer, ledger) and reports progress
+through `events(kind, **facts)`, so the CLI, tests and benchmarks drive the same code.
+Order of writes for one experiment: experiment commit and branch, run, ledger row, then the
+tracking branch. A kill between the last two is finished on the next start (`_reconcile`).
+"""
+
+import datetime
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+from bot import __version__
+from bot.decide import CRASH, KEEP, decide
+from bot.errors import BotError, ProposalError, RepoError
+from bot.gitops import GitRepo  # noqa: F401  (the type the loop expects)
+from bot.ledger import next_experiment_id
+from bot.proposal import is_editable, validate
+from bot.runners import Experiment
+from gpu_jobs.job import file_sha256
+
+PROPOSAL_ATTEMPTS = 3
+
+
+class Interrupted(BotError):
+    """Ctrl-C: the running experiment was stopped and nothing was recorded for it."""
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+def comparability_key(config, harness_hashes, bot_version, runner_name):
+    """What must match for two runs to be compared (the device is added once a run reports it)."""
+    return {"harness_sha256": harness_hashes, "budget_seconds": float(config.budget_seconds),
+            "bot_version": bot_version, "runner": runner_name, "command": config.command,
+            "metric": config.metric, "data": config.data}
+
+
+def same_segment(record, key):
+    stored = dict(record.get("key") or {})
+    stored.pop("device", None)
+    return stored == key
+
+
+class ResearchLoop:
+    def __init__(self, config, git, runner, proposer, ledger, events=None, state_dir=None,
+                 bot_version=__version__, clock=time.monotonic):
+        self.config, self.git, self.runner = config, git, runner
+        self.proposer, self.ledger = proposer, ledger
+        self.events = events or (lambda kind, **facts: None)
+        self.state_dir = Path(state_dir or ledger.directory)
+        self.bot_version, self.clock = bot_version, clock
+        self.tracking = config.branches["tracking"]
+        self.exp_prefix = config.branches["experiment"]
+
+    # ---- set-up ---------------------------------------------------------------------------
+
+    def preflight(self):
+        """Check the repository before any compute; return the tracking head sha."""
+        if not self.git.has_commits():
+            raise RepoError("the repository has no commits: commit train.py (and prepare.py) first")
+        dirty = self.git.dirty_paths()
+        if dirty:
+            raise RepoError(
+                f"uncommitted changes to {', '.join(dirty[:5])}: the bot runs what is committed; "
+                "commit them (`git commit -am '...'`) or stash them (`git stash`), then rerun"
+            )
+        head = self.git.branch_sha(self.tracking)
+        if head is None:
+            head = self.git.resolve("HEAD")
+            self.git.create_branch(self.tracking, head)
+            self.events("tracking-created", branch=self.tracking, commit=head)
+        files = self.git.list_files(head)
+        missing = [p for p in self.config.editable if not any(is_editable(f, [p]) for f in files)]
+        if missing:
+            raise RepoError(
+                f"{', '.join(missing)} not found on {self.tracking} ({head[:7]}): commit it, or set "
+                "`editable:` in autoresearch.yaml to the files experiments may change"
+            )
+        return head
+
+    def _harness_hashes(self, head):
+        with tempfile.TemporaryDirectory(prefix="autoresearch-harness-") as scratch:
+            hashes = {}
+            for path in self.config.harness:
+                text = self.git.read_file(head, path)
+                if text is not None:
+                    Path(scratch, "f").write_text(text, encoding="utf-8")
+                    hashes[path] = file_sha256(Path(scratch, "f"))
+            return hashes
+
+    # ---- the loop -------------------------------------------------------------------------
+
+    def run(self, iterations=None, hours=None):
+        """Run experiments until `iterations` are done, `hours` pass, or a stop condition."""
+        head = self.preflight()
+        self.harness = self._harness_hashes(head)
+        self.key = comparability_key(self.config, self.harness, self.bot_version, self.runner.name)
+        deadline = self.clock() + hours * 3600 if hours else None
+        records = self.ledger.read()
+        for warning in self.ledger.warnings:
+            self.events("warning", message=warning)
+        head = self._reconcile(records, head)
+        reference = self._reference(records, head)
+        if reference is None:
+            reference = self._baseline(records, head)
+            records = self.ledger.read()
+        else:
+            self.events("resume", reference=reference, experiments=len(records))
+        done, crashes, stop = 0, 0, None
+        while stop is None:
+            if iterations is not None and done >= iterations:
+                stop = f"finished {done} experiment(s)"
+                break
+            if deadline is not None and self.clock() >= deadline:
+                stop = f"the {hours:g} h limit passed after {done} experiment(s)"
+                break
+            try:
+                record = self.experiment(records, reference)
+            except ProposalError as exc:
+                stop = f"no more proposals: {exc}"
+                break
+            records.append(record)
+            done += 1
+            if record["status"] == KEEP:
+                reference = record
+            crashes = crashes + 1 if record["status"] == CRASH else 0
+            if crashes >= self.config.max_consecutive_crashes:
+                stop = (f"stopped after {crashes} consecutive crashes; the last, {record['id']:04d} "
+                        f"({record['description']}): {record['reason']} — log: {record.get('log_path')}")
+        self.events("stop", reason=stop, experiments=done)
+        return {"stop_reason": stop, "experiments": done, "best": reference}
+
+    def _segment(self, records):
+        return [r for r in records if same_segment(r, self.key)]
+
+    def _reference(self, records, head):
+        """The record whose commit is the tracking head and was measured under this key."""
+        kept = [r for r in self._segment(records) if r["status"] == KEEP]
+        return kept[-1] if kept and kept[-1]["commit"] == head else None
+
+    def _reconcile(self, records, head):
+        """Finish a keep whose branch move was interrupted (ledger written, branch not moved)."""
+        kept = [r for r in self._segment(records) if r["status"] == KEEP]
+        if kept and kept[-1]["commit"] != head and kept[-1].get("parent") == head:
+            self.git.move_branch(self.tracking, kept[-1]["commit"], head)
+            self.events("reconciled", record=kept[-1])
+            return kept[-1]["commit"]
+        return head
+
+    def _taken_ids(self):
+        return [int(b.rsplit("/", 1)[1]) for b in self.git.branches(self.exp_prefix)
+                if b.rsplit("/", 1)[1].isdigit()]
+
+    def _next_id(self, records):
+        return next_experiment_id(records, self._taken_ids())
+
+    def _baseline(self, records, head):
+        exp_id = self._next_id(records) if records else 0
+        self.events("baseline-start", id=exp_id, commit=head)
+        result = self._evaluate(exp_id, head)
+        status = KEEP if result.status == "ok" else CRASH
+        record = self._record(exp_id, "baseline", head, None, "baseline", "the tracking head as it is",
+                              None, None, result, status, result.reason or "baseline", {})
+        self.ledger.append(record)
+        self.events("result", record=record)
+        if status == CRASH:
+            raise BotError(
+                f"the baseline crashed: {result.reason}\n{result.log_tail[-1500:]}\n"
+                f"Fix train.py on {self.tracking} (full log: {record['log_path']}) and rerun `bot run`."
+            )
+        return record
+
+    def experiment(self, records, reference):
+        """Propose, validate, commit, run, decide and record one experiment; return its record."""
+        exp_id = self._next_id(records)
+        base = reference["commit"]
+        files = [f for f in self.git.list_files(base) if is_editable(f, self.config.editable)]
+        base_files = {path: self.git.read_file(base, path) for path in files}
+        tried = {r.get("diff_hash") for r in records if r.get("parent") == base}
+        avoid, last_error = set(), None
+        for _ in range(PROPOSAL_ATTEMPTS):
+            proposal = self.proposer.propose(
+                base_files, records, device=(reference.get("key") or {}).get("device"),
+                experiment_id=exp_id, avoid=avoid)
+            try:
+                digest = validate(proposal, base_files, self.config.editable, self.config.harness, tried)
+                break
+            except ProposalError as exc:
+                last_error = exc
+                self.events("proposal-refused", id=exp_id, description=proposal.description, reason=str(exc))
+                change = proposal.change or {}
+                avoid.add((change.get("name"), change.get("new")))
+        else:
+            raise ProposalError(f"{PROPOSAL_ATTEMPTS} proposals in a row were refused; last: {last_error}")
+        message = f"{proposal.description}\n\n{proposal.rationale}\n\nautoresearch experiment {exp_id:04d}"
+        commit = self.git.commit_files(base, proposal.files, message)
+        branch = f"{self.exp_prefix}{exp_id:04d}"
+        self.git.create_branch(branch, commit)
+        self.events("experiment-start", id=exp_id, description=proposal.description, commit=commit)
+        try:
+            result = self._evaluate(exp_id, commit)
+        except Interrupted:
+            self.git.git("branch", "-D", branch)  # never measured: nothing to keep
+            raise
+        decision = decide(result.status, result.metric, reference["metric"],
+                          self.config.direction, self.config.decision_rule, result.reason)
+        record = self._record(exp_id, "experiment", commit, base, proposal.description,
+                              proposal.rationale, proposal.change, digest, result,
+                              decision.status, decision.reason, decision.evidence, branch)
+        self.ledger.append(record)
+        if decision.status == KEEP:
+            self.git.move_branch(self.tracking, commit, base)
+        self.events("result", record=record)
+        return record
+
+    # ---- one run --------------------------------------------------------------------------
+
+    def _evaluate(self, exp_id, commit):
+        logs = self.state_dir / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix=f"autoresearch-{exp_id:04d}-"))
+        try:
+            source = self.git.export_tree(commit, work / "src")
+            experiment = Experiment(
+                id=exp_id, commit=commit, source_dir=str(source), work_dir=str(work),
+                command=self.config.command, metric=self.config.metric,
+                budget_seconds=float(self.config.budget_seconds),
+                timeout_seconds=self.config.effective_timeout, seed=int(self.config.seed),
+                data=self.config.data, expected_harness=self.harness,
+                log_path=str(logs / f"{exp_id:04d}.log"))
+            handle = self.runner.submit(experiment)
+            try:
+                result = None
+                while result is None:
+                    result = handle.result(timeout=0.5)
+            except KeyboardInterrupt:
+                handle.cancel()
+                raise Interrupted(f"experiment {exp_id:04d} was stopped and not recorded") from None
+            return result
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _record(self, exp_id, kind, commit, parent, description, rationale, change, digest,
+                result, status, reason, evidence, branch=None):
+        key = dict(self.key, device=result.device)
+        return {
+            "id": exp_id, "kind": kind, "commit": commit, "parent": parent, "branch": branch,
+            "description": description, "rationale": rationale, "change": change,
+            "diff_hash": digest, "status": status, "reason": reason, "evidence": evidence,
+            "metric_name": self.config.metric, "metric": result.metric if status != CRASH else None,
+            "metric_source": result.metric_source, "flags": list(result.flags),
+            "summary": result.summary, "memory_gb": round((result.peak_memory_mb or 0) / 1024, 3),
+            "run_status": result.status, "exit_code": result.exit_code, "runner": self.runner.name,
+            "timings": result.timings, "cost_usd": result.cost_usd, "pr": None,
+            "seed": int(self.config.seed), "key": key, "finished_at": _now(),
+            "log_tail": result.log_tail if status == CRASH else "",
+            "log_path": str(self.state_dir / "logs" / f"{exp_id:04d}.log"),
+        }

@@ -1,0 +1,53 @@
+"""Text views of the ledger: the status table and the counts under it. Pure."""
+
+STATUS_ORDER = ("keep", "discard", "crash")
+
+
+def best_record(records, direction="minimize"):
+    measured = [r for r in records if r.get("status") == "keep" and r.get("metric") is not None]
+    if not measured:
+        return None
+    pick = min if direction == "minimize" else max
+    return pick(measured, key=lambda r: r["metric"])
+
+
+def _delta(record):
+    delta = (record.get("evidence") or {}).get("delta")
+    return f"{delta:+.6f}" if isinstance(delta, (int, float)) else ""
+
+
+def status_table(records, metric="val_bpb", direction="minimize", width=60):
+    """The ledger as an aligned text table, best and counts below."""
+    if not records:
+        return "No experiments yet: run `bot run --local` to measure a baseline and start."
+    header = ("id", "commit", metric, "delta", "status", "description")
+    rows = [header]
+    for r in records:
+        value = f"{r['metric']:.6f}" if r.get("metric") is not None else "-"
+        description = (r.get("description") or "")
+        if len(description) > width:
+            description = description[: width - 1] + "…"
+        rows.append((f"{int(r['id']):04d}", (r.get("commit") or "")[:7], value, _delta(r),
+                     r.get("status", "?"), description))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
+    lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1]
+             for row in rows]
+    lines.append("")
+    lines.append(summary_line(records, metric, direction))
+    return "\n".join(lines)
+
+
+def summary_line(records, metric="val_bpb", direction="minimize"):
+    counts = {status: sum(1 for r in records if r.get("status") == status and r.get("kind") != "baseline")
+              for status in STATUS_ORDER}
+    experiments = sum(1 for r in records if r.get("kind") == "experiment")
+    text = (f"{experiments} experiment(s): {counts['keep']} kept, {counts['discard']} discarded, "
+            f"{counts['crash']} crashed")
+    best = best_record(records, direction)
+    baselines = [r for r in records if r.get("kind") == "baseline" and r.get("metric") is not None]
+    if best is not None:
+        text += f". Best {metric} {best['metric']:.6f} ({int(best['id']):04d}, {best['description']})"
+        if baselines:
+            gain = best["metric"] - baselines[0]["metric"]
+            text += f", {gain:+.6f} vs the first baseline"
+    return text

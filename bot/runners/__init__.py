@@ -1,0 +1,47 @@
+"""The runner contract: `submit(experiment) -> handle`; `handle.result(timeout)`, `handle.cancel()`.
+
+Runners differ only in where `gpu_jobs.job.run_job` executes (a subprocess here, a GPU
+service elsewhere); what goes in (`Experiment`) and what comes out (`RunResult`) is the same.
+"""
+
+import dataclasses
+
+
+@dataclasses.dataclass(frozen=True)
+class Experiment:
+    id: int
+    commit: str
+    source_dir: str  # the commit's files, materialized
+    work_dir: str  # scratch space for the result file and log
+    command: str
+    metric: str
+    budget_seconds: float
+    timeout_seconds: float
+    seed: int
+    data: str
+    expected_harness: dict
+    log_path: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RunResult:
+    status: str  # ok | crash | timeout | cancelled
+    metric: float = None
+    summary: dict = None
+    reason: str = ""
+    log_tail: str = ""
+    timings: dict = dataclasses.field(default_factory=dict)
+    peak_memory_mb: float = 0.0
+    cost_usd: float = 0.0
+    exit_code: int = None
+    device: str = None
+    metric_source: str = None
+    flags: tuple = ()
+    harness_result: dict = None
+
+    @classmethod
+    def from_job(cls, data, cost_usd=0.0):
+        fields = {f.name for f in dataclasses.fields(cls)}
+        values = {k: v for k, v in data.items() if k in fields}
+        values["flags"] = tuple(values.get("flags") or ())
+        return cls(cost_usd=cost_usd, **{k: v for k, v in values.items() if k != "cost_usd"})

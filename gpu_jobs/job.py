@@ -1,0 +1,214 @@
+"""Run one experiment from a directory of source files, under the time budget, and collect
+its result. Shared by the local runner and the GPU service: stdlib plus `bot.summary` only.
+
+The training command runs in its own process group with an environment from which every
+credential has been removed, a hard timeout, and the harness's settings passed as
+AUTORESEARCH_* variables. The recorded metric comes from the harness's result file when
+there is one; the value train.py printed is only cross-checked against it.
+"""
+
+import collections
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from bot.summary import metric_value, parse_summary
+
+_SECRET = re.compile(r"(^|_)(TOKEN|KEY|SECRET|PASSWORD|CREDENTIALS?|PAT)(_|$)", re.IGNORECASE)
+LOG_TAIL_LINES = 40
+PRINTED_TOLERANCE = 1e-4
+
+
+@dataclasses.dataclass
+class JobSpec:
+    source_dir: str
+    command: str = "python train.py"
+    budget_seconds: float = 300.0
+    timeout_seconds: float = 600.0
+    seed: int = 42
+    data: str = "auto"
+    metric: str = "val_bpb"
+    expected_harness: dict = dataclasses.field(default_factory=dict)  # path -> sha256
+    result_path: str = ""
+    log_path: str = ""
+
+
+def scrub_environment(environ):
+    """A copy of `environ` without anything that looks like a credential."""
+    return {name: value for name, value in environ.items() if not _SECRET.search(name)}
+
+
+def file_sha256(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def harness_mismatches(source_dir, expected):
+    problems = []
+    for path, sha in sorted(expected.items()):
+        full = Path(source_dir) / path
+        if not full.exists():
+            problems.append(f"{path} is missing")
+        elif file_sha256(full) != sha:
+            problems.append(f"{path} differs from the frozen harness (sha256 {file_sha256(full)[:12]} != {sha[:12]})")
+    return problems
+
+
+def command_argv(command):
+    argv = shlex.split(command)
+    if argv and argv[0] in ("python", "python3"):
+        argv[0] = sys.executable  # the interpreter that has torch, not whatever is on PATH
+    return argv
+
+
+def _kill_group(process):
+    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(process.pid, sig)
+        except ProcessLookupError:
+            return
+        try:
+            process.wait(grace)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
+def run_job(spec, on_line=None, cancel_event=None, environ=None):
+    """Run the experiment; return a JSON-ready dict (see `RunResult` on the bot side)."""
+    started = time.monotonic()
+    result = {"status": "crash", "exit_code": None, "reason": "", "summary": None, "metric": None,
+              "metric_source": None, "harness_result": None, "flags": [], "log_tail": "",
+              "timings": {}, "peak_memory_mb": 0.0, "device": None}
+    problems = harness_mismatches(spec.source_dir, spec.expected_harness)
+    if problems:
+        result["reason"] = "harness check failed: " + "; ".join(problems)
+        result["timings"] = {"total_s": round(time.monotonic() - started, 3)}
+        return result
+
+    env = scrub_environment(os.environ if environ is None else environ)
+    env.update({
+        "AUTORESEARCH_BUDGET_SECONDS": str(spec.budget_seconds),
+        "AUTORESEARCH_SEED": str(spec.seed),
+        "AUTORESEARCH_DATA": spec.data,
+        "AUTORESEARCH_RESULT_PATH": spec.result_path,
+        "PYTHONUNBUFFERED": "1",
+    })
+    if spec.result_path and os.path.exists(spec.result_path):
+        os.remove(spec.result_path)
+    tail = collections.deque(maxlen=400)
+    first_step = []
+    log = open(spec.log_path, "w", encoding="utf-8") if spec.log_path else None
+    try:
+        process = subprocess.Popen(
+            command_argv(spec.command), cwd=spec.source_dir, env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, errors="replace",
+            bufsize=1, start_new_session=True,
+        )
+    except OSError as exc:
+        result["reason"] = f"could not start `{spec.command}`: {exc}"
+        if log:
+            log.close()
+        return result
+
+    def read_output():
+        for line in process.stdout:
+            line = line.rstrip("\n")
+            tail.append(line)
+            if log:
+                log.write(line + "\n")
+                log.flush()
+            if not first_step and line.startswith("step"):
+                first_step.append(time.monotonic())
+            if on_line:
+                on_line(line)
+
+    reader = threading.Thread(target=read_output, daemon=True)
+    reader.start()
+    deadline = started + spec.timeout_seconds
+    timed_out = cancelled = False
+    try:
+        while process.poll() is None:
+            if cancel_event is not None and cancel_event.is_set():
+                cancelled = True
+                break
+            if time.monotonic() > deadline:
+                timed_out = True
+                break
+            time.sleep(0.05)
+    finally:
+        if process.poll() is None:
+            _kill_group(process)
+        reader.join(timeout=5)
+        if log:
+            log.close()
+
+    total = time.monotonic() - started
+    output = "\n".join(tail)
+    result["exit_code"] = process.returncode
+    result["log_tail"] = "\n".join(list(tail)[-LOG_TAIL_LINES:])
+    result["timings"] = {"total_s": round(total, 3)}
+    if first_step:
+        result["timings"]["startup_s"] = round(first_step[0] - started, 3)
+    if cancelled:
+        result["status"], result["reason"] = "cancelled", "stopped by the user"
+        return result
+    if timed_out:
+        result["status"] = "timeout"
+        result["reason"] = f"no result within the {spec.timeout_seconds:g} s timeout; the process was killed"
+        return result
+    _collect(result, spec, output)
+    return result
+
+
+def _collect(result, spec, output):
+    summary = parse_summary(output)
+    harness = None
+    if spec.result_path and os.path.exists(spec.result_path):
+        try:
+            harness = json.loads(Path(spec.result_path).read_text())
+        except (OSError, json.JSONDecodeError):
+            result["flags"].append("the harness result file could not be read")
+    result["summary"], result["harness_result"] = summary, harness
+    if summary:
+        result["timings"]["training_s"] = summary.get("training_seconds")
+        result["peak_memory_mb"] = float(summary.get("peak_vram_mb") or 0.0)
+        result["device"] = summary.get("device")
+    if harness:
+        result["timings"]["eval_s"] = harness.get("eval_seconds")
+        result["device"] = harness.get("device") or result["device"]
+    if result["exit_code"] != 0:
+        failure = next((l for l in reversed(output.splitlines()) if l.strip()), "no output")
+        result["reason"] = f"exited with code {result['exit_code']}: {failure[:300]}"
+        return
+    printed = metric_value(summary, spec.metric)
+    if harness and spec.metric == "val_bpb" and isinstance(harness.get("val_bpb"), (int, float)):
+        if harness.get("causal") is False:
+            result["reason"] = "the harness's causality probe failed: the model sees future tokens"
+            return
+        value, result["metric_source"] = float(harness["val_bpb"]), "harness"
+        if printed is not None and abs(printed - value) > PRINTED_TOLERANCE:
+            result["flags"].append(f"printed val_bpb {printed:.6f} disagrees with the harness's {value:.6f}")
+    elif printed is not None:
+        value, result["metric_source"] = printed, "printed"
+        if spec.metric == "val_bpb":
+            result["flags"].append("trust mode: no harness result, the printed value was used")
+    elif summary is None:
+        result["reason"] = "the run printed no `---` summary block"
+        return
+    else:
+        result["reason"] = f"the summary block has no numeric `{spec.metric}`"
+        return
+    if not math.isfinite(value):
+        result["reason"] = f"{spec.metric} is {value}"
+        return
+    result["status"], result["metric"] = "ok", value
