@@ -1,5 +1,6 @@
 """The `bot` command. The only module that reads the environment and builds real clients."""
 
+import functools
 import os
 import sys
 import threading
@@ -101,6 +102,19 @@ def _printer(bar, metric):
     return on_event
 
 
+def _friendly_errors(command):
+    """BotError → ClickException: the message, no traceback, exit code 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except BotError as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="autoresearch-bot")
 def cli():
@@ -121,6 +135,7 @@ def cli():
 @click.option("--tag", help="Run name: branches autoresearch/<tag>, autoresearch/<tag>-exp/NNNN.")
 @click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository to improve.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file (default: <repo>/autoresearch.yaml).")
+@_friendly_errors
 def run(local, iterations, hours, budget, tag, repo, config_path):
     """Measure a baseline, then run experiments until a limit is reached.
 
@@ -175,6 +190,7 @@ def _status_text(ledger, config):
 @click.option("--tag", help="Run name (default: tag in autoresearch.yaml, else `default`).")
 @click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file.")
+@_friendly_errors
 def status(tag, repo, config_path):
     """Print the ledger as a table, with the best result and kept/discarded/crashed counts.
 
@@ -193,14 +209,4 @@ def status(tag, repo, config_path):
 
 
 def main():
-    try:
-        cli(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("Aborted.", err=True)
-        sys.exit(130)
-    except click.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except BotError as exc:
-        click.echo(f"Error: {exc}", err=True)
-        sys.exit(1)
+    cli(prog_name="bot")

@@ -76,8 +76,8 @@ def _coerce(key, value, origin):
         if kind is tuple:
             items = value.split(",") if isinstance(value, str) else list(value)
             items = tuple(str(item).strip() for item in items if str(item).strip())
-            if not items:
-                raise ValueError("empty list")
+            if not items and key == "editable":
+                raise ValueError("name at least one file experiments may change")
             return items
         if kind is str:
             if isinstance(value, (dict, list)):

@@ -13,6 +13,9 @@ class LocalHandle:
         self._cancel = threading.Event()
         self._result = None
         self._error = None
+        # Completion is signalled with an Event, not Thread.join: a join interrupted by Ctrl-C
+        # can return early afterwards, and the bot would exit before the training is killed.
+        self._done = threading.Event()
         self._thread = threading.Thread(target=self._run, args=(on_line,), daemon=True)
         self._thread.start()
 
@@ -28,11 +31,12 @@ class LocalHandle:
             self._result = RunResult.from_job(run_job(spec, on_line=on_line, cancel_event=self._cancel))
         except Exception as exc:  # a bug in the job must become a crash row, not a lost experiment
             self._error = exc
+        finally:
+            self._done.set()
 
     def result(self, timeout=None):
         """Wait for the run. Returns None if `timeout` seconds pass first (call again)."""
-        self._thread.join(timeout)
-        if self._thread.is_alive():
+        if not self._done.wait(timeout):
             return None
         if self._error is not None:
             return RunResult(status="crash", reason=f"the job failed: {self._error!r}")
@@ -41,7 +45,7 @@ class LocalHandle:
     def cancel(self):
         """Kill the training process group and wait for the job to return."""
         self._cancel.set()
-        self._thread.join(30)
+        self._done.wait(30)
 
 
 class LocalRunner:

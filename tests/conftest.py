@@ -1,0 +1,101 @@
+"""Shared fixtures: real throwaway git repositories and the real loop wired to them."""
+
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from bot.config import parse_config
+from bot.gitops import GitRepo
+from bot.ledger import Ledger
+from bot.loop import ResearchLoop
+from bot.proposers.offline import OfflineProposer
+from bot.runners.local import LocalRunner
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# A stand-in for train.py that runs in a fraction of a second: its "val_bpb" is a smooth
+# function of its constants, so proposals make real keeps and discards. BEHAVIOUR picks a
+# failure mode for the bad-input tests once any constant has moved off its start value.
+TOY_TRAIN = textwrap.dedent('''\
+    import os, sys, time
+    LR = 0.04  # learning rate
+    WIDTH = 64  # model width
+    BEHAVIOUR = "{behaviour}"
+    moved = (LR, WIDTH) != (0.04, 64)
+    if os.environ.get("TOY_PID_FILE"):
+        open(os.environ["TOY_PID_FILE"], "w").write(str(os.getpid()))
+    print("env-check GITHUB_TOKEN present:", "GITHUB_TOKEN" in os.environ, flush=True)
+    print("seed", os.environ.get("AUTORESEARCH_SEED"), "budget", os.environ.get("AUTORESEARCH_BUDGET_SECONDS"))
+    if BEHAVIOUR == "import-error":
+        import no_such_module_for_the_toy
+    if moved and BEHAVIOUR == "crash":
+        raise RuntimeError("toy crash: WIDTH does not fit")
+    if moved and BEHAVIOUR == "hang":
+        time.sleep(3600)
+    if moved and BEHAVIOUR == "silent":
+        sys.exit(0)
+    for step in range(3):
+        print(f"step {{step:05d}} ({{(step + 1) / 3 * 100:.1f}}%) | loss: 1.0", flush=True)
+    value = abs(LR - 0.09) * 10 + abs(WIDTH - 100) / 1000 + 3
+    print("---")
+    print(f"val_bpb:          {{value:.6f}}")
+    print("training_seconds: 0.1")
+    print("peak_vram_mb:     0.0")
+    print("device:           cpu")
+''')
+
+
+def git(cwd, *args):
+    return subprocess.run(["git", *args], cwd=cwd, check=True, capture_output=True, text=True).stdout.strip()
+
+
+def make_repo(path, files):
+    """A real git repository at `path` with `files` ({name: text}) committed on main."""
+    path.mkdir(parents=True, exist_ok=True)
+    git(path, "init", "-q", "-b", "main")
+    git(path, "config", "user.name", "Test Person")
+    git(path, "config", "user.email", "test@example.com")
+    for name, text in files.items():
+        (path / name).parent.mkdir(parents=True, exist_ok=True)
+        (path / name).write_text(text)
+    git(path, "add", "-A")
+    git(path, "commit", "-q", "-m", "start")
+    return path
+
+
+@pytest.fixture
+def toy_repo(tmp_path):
+    def build(behaviour="ok", extra=None):
+        files = {"train.py": TOY_TRAIN.format(behaviour=behaviour), **(extra or {})}
+        return make_repo(tmp_path / "repo", files)
+    return build
+
+
+class LoopRun:
+    """The real loop on a real repository, with every event recorded."""
+
+    def __init__(self, repo, **settings):
+        settings.setdefault("budget_seconds", 1)
+        settings.setdefault("timeout_seconds", 30)
+        settings.setdefault("harness", [])
+        self.config = parse_config(settings)
+        self.repo = Path(repo)
+        self.events = []
+        self.ledger = Ledger(self.repo / ".autoresearch" / self.config.tag, self.config.metric)
+        self.git = GitRepo(repo)
+
+    def loop(self, runner=None, clock=None):
+        extra = {"clock": clock} if clock else {}
+        return ResearchLoop(self.config, self.git, runner or LocalRunner(), OfflineProposer(self.config.seed),
+                            self.ledger, events=lambda kind, **facts: self.events.append((kind, facts)), **extra)
+
+    def run(self, iterations=None, hours=None, **kwargs):
+        return self.loop(**kwargs).run(iterations=iterations, hours=hours)
+
+    def kinds(self):
+        return [kind for kind, _ in self.events]
+
+    def records(self):
+        return self.ledger.read()
