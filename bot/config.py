@@ -7,6 +7,7 @@ environment, read by the CLI.
 
 import dataclasses
 import difflib
+import math
 from pathlib import Path
 
 from bot.errors import ConfigError
@@ -63,6 +64,7 @@ _TYPES = {
 _CHOICES = {"runner": RUNNERS, "proposer": PROPOSERS, "direction": DIRECTIONS,
             "decision_rule": DECISION_RULES}
 _OPTIONAL = {"timeout_seconds", "max_usd"}
+_POSITIVE = {"budget_seconds", "timeout_seconds", "parallel", "max_consecutive_crashes"}
 ENV_PREFIX = "AUTORESEARCH_"
 
 
@@ -85,10 +87,16 @@ def _coerce(key, value, origin):
             return str(value)
         if isinstance(value, bool):
             raise ValueError("expected a number")
-        number = kind(value)
+        number = float(value)
+        if not math.isfinite(number):
+            raise ValueError("expected a finite number")
+        if kind is int:
+            if number != int(number):
+                raise ValueError("expected a whole number")
+            number = int(number)
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"{origin}: `{key}` is {value!r}, which is not a valid {kind.__name__} ({exc})")
-    if number < 0 or (key in ("budget_seconds", "parallel") and number <= 0):
+    if number < 0 or (key in _POSITIVE and number <= 0):
         raise ConfigError(f"{origin}: `{key}` must be positive, got {value!r}")
     return number
 
@@ -99,6 +107,14 @@ def _unknown_key(key, origin):
     raise ConfigError(
         f"{origin}: unknown setting `{key}`; {hint}valid settings: {', '.join(sorted(_FIELDS))}"
     )
+
+
+def _check(values, origin):
+    for key, choices in _CHOICES.items():
+        if key in values and values[key] not in choices:
+            raise ConfigError(f"{origin}: `{key}` is {values[key]!r}; choose one of {', '.join(choices)}")
+    if "tag" in values and not _valid_tag(values["tag"]):
+        raise ConfigError(f"{origin}: tag {values['tag']!r} must be letters, digits, '.', '_' or '-'")
 
 
 def parse_config(data, env=None, origin=CONFIG_FILE):
@@ -118,11 +134,7 @@ def parse_config(data, env=None, origin=CONFIG_FILE):
         if name.startswith(ENV_PREFIX) and name[len(ENV_PREFIX):].lower() in _FIELDS:
             key = name[len(ENV_PREFIX):].lower()
             values[key] = _coerce(key, value, f"environment variable {name}")
-    for key, choices in _CHOICES.items():
-        if key in values and values[key] not in choices:
-            raise ConfigError(f"{origin}: `{key}` is {values[key]!r}; choose one of {', '.join(choices)}")
-    if "tag" in values and not _valid_tag(values["tag"]):
-        raise ConfigError(f"{origin}: tag {values['tag']!r} must be letters, digits, '.', '_' or '-'")
+    _check(values, origin)
     return Config(**values)
 
 
@@ -151,4 +163,5 @@ def with_overrides(config, **overrides):
     given = {key: value for key, value in overrides.items() if value is not None}
     for key, value in given.items():
         given[key] = _coerce(key, value, f"--{key.replace('_', '-')}")
+        _check({key: given[key]}, f"--{key.replace('_', '-')}")
     return dataclasses.replace(config, **given)

@@ -11,6 +11,7 @@ import dataclasses
 import difflib
 import fnmatch
 import hashlib
+import posixpath
 import re
 import sys
 
@@ -33,9 +34,22 @@ def is_editable(path, editable_globs):
 
 
 def changed_lines(old_text, new_text):
-    """The removed and added lines of a diff, without positions."""
-    lines = difflib.unified_diff(old_text.splitlines(), new_text.splitlines(), lineterm="", n=0)
-    return [l for l in lines if l[:1] in "+-" and not l.startswith(("+++", "---"))]
+    """The removed (`-`) and added (`+`) lines of a diff, without positions."""
+    old, new = old_text.splitlines(), new_text.splitlines()
+    lines = []
+    matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag != "equal":
+            lines += ["-" + line for line in old[i1:i2]] + ["+" + line for line in new[j1:j2]]
+    return lines
+
+
+def normalize_path(path):
+    """`./prepare.py`, `sub/../prepare.py` → `prepare.py`; refuses paths that leave the repo."""
+    clean = posixpath.normpath(path.replace("\\", "/"))
+    if clean.startswith(("../", "/")) or clean in ("..", "."):
+        raise ProposalError(f"{path} is outside the repository; name files relative to its root")
+    return clean
 
 
 def diff_hash(base_files, proposal_files):
@@ -81,12 +95,16 @@ def validate(proposal, base_files, editable, harness=(), tried_hashes=(), allowe
         raise ProposalError("the proposal has no description: say in one line what it changes")
     if not proposal.files:
         raise ProposalError("the proposal changes no file")
-    for path in proposal.files:
+    harness = {normalize_path(path) for path in harness}
+    for raw in proposal.files:
+        path = normalize_path(raw)
         if path in harness:
             raise ProposalError(f"{path} is the frozen harness; proposals may edit only {', '.join(editable)}")
         if not is_editable(path, editable):
             raise ProposalError(f"{path} is not editable; proposals may edit only {', '.join(editable)}")
-        if not isinstance(proposal.files[path], str):
+        if path != raw:
+            raise ProposalError(f"{raw}: name files by their plain path ({path})")
+        if not isinstance(proposal.files[raw], str):
             raise ProposalError(f"{path}: the proposed content is not text")
     changed = {p: t for p, t in proposal.files.items() if t != base_files.get(p)}
     if not changed:

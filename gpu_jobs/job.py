@@ -25,6 +25,8 @@ from pathlib import Path
 from bot.summary import metric_value, parse_summary
 
 _SECRET = re.compile(r"(^|_)(TOKEN|KEY|SECRET|PASSWORD|CREDENTIALS?|PAT)(_|$)", re.IGNORECASE)
+# Not named like secrets, but each hands the experiment the user's identity.
+_CREDENTIAL_CHANNELS = {"SSH_AUTH_SOCK", "GIT_ASKPASS", "SSH_ASKPASS", "GPG_AGENT_INFO"}
 LOG_TAIL_LINES = 40
 PRINTED_TOLERANCE = 1e-4
 
@@ -45,7 +47,8 @@ class JobSpec:
 
 def scrub_environment(environ):
     """A copy of `environ` without anything that looks like a credential."""
-    return {name: value for name, value in environ.items() if not _SECRET.search(name)}
+    return {name: value for name, value in environ.items()
+            if not _SECRET.search(name) and name not in _CREDENTIAL_CHANNELS}
 
 
 def file_sha256(path):
@@ -70,17 +73,33 @@ def command_argv(command):
     return argv
 
 
+def _group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
 def _kill_group(process):
-    for sig, grace in ((signal.SIGTERM, 5.0), (signal.SIGKILL, 5.0)):
+    """SIGTERM the process group, then SIGKILL what is still there after a grace period."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
         try:
             os.killpg(process.pid, sig)
-        except ProcessLookupError:
-            return
-        try:
-            process.wait(grace)
-            return
-        except subprocess.TimeoutExpired:
+        except (ProcessLookupError, PermissionError):
+            break
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            if process.poll() is not None and not _group_alive(process.pid):
+                break
+            time.sleep(0.02)
+        else:
             continue
+        break
+    try:
+        process.wait(5.0)
+    except subprocess.TimeoutExpired:
+        pass
 
 
 def run_job(spec, on_line=None, cancel_event=None, environ=None):
@@ -146,8 +165,9 @@ def run_job(spec, on_line=None, cancel_event=None, environ=None):
                 break
             time.sleep(0.05)
     finally:
-        if process.poll() is None:
-            _kill_group(process)
+        # Also after a normal exit: whatever train.py left running in its group (data
+        # workers, a stray server) must not hold the GPU into the next experiment.
+        _kill_group(process)
         reader.join(timeout=5)
         if log:
             log.close()
@@ -177,7 +197,10 @@ def _collect(result, spec, output):
         try:
             harness = json.loads(Path(spec.result_path).read_text())
         except (OSError, json.JSONDecodeError):
-            result["flags"].append("the harness result file could not be read")
+            harness = None
+        if not isinstance(harness, dict):
+            result["reason"] = "the harness result file is not a JSON object: the measurement is unusable"
+            return
     result["summary"], result["harness_result"] = summary, harness
     if summary:
         result["timings"]["training_s"] = summary.get("training_seconds")
@@ -191,11 +214,22 @@ def _collect(result, spec, output):
         result["reason"] = f"exited with code {result['exit_code']}: {failure[:300]}"
         return
     printed = metric_value(summary, spec.metric)
-    if harness and spec.metric == "val_bpb" and isinstance(harness.get("val_bpb"), (int, float)):
+    measured_by_harness = spec.metric == "val_bpb" and (harness is not None or spec.expected_harness)
+    if measured_by_harness:
+        # With a frozen harness the number must come from it: a train.py that skips
+        # evaluate_bpb and prints its own value is not trusted.
+        if harness is None:
+            result["reason"] = ("the harness wrote no result: train.py must end with "
+                                "prepare.evaluate_bpb(...), which measures val_bpb")
+            return
         if harness.get("causal") is False:
             result["reason"] = "the harness's causality probe failed: the model sees future tokens"
             return
-        value, result["metric_source"] = float(harness["val_bpb"]), "harness"
+        measured = harness.get("val_bpb")
+        if isinstance(measured, bool) or not isinstance(measured, (int, float)) or not math.isfinite(measured):
+            result["reason"] = f"the harness measured val_bpb = {measured!r}, not a finite number"
+            return
+        value, result["metric_source"] = float(measured), "harness"
         if printed is not None and abs(printed - value) > PRINTED_TOLERANCE:
             result["flags"].append(f"printed val_bpb {printed:.6f} disagrees with the harness's {value:.6f}")
     elif printed is not None:

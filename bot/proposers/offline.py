@@ -154,8 +154,10 @@ class OfflineProposer:
                     values.sort(key=lambda v: 0 if (v > constant.value) == (direction > 0) else 1)
                 for value in values:
                     literal = format_value(value, constant.literal)
-                    if literal in tried.get(constant.name, set()) or literal == constant.literal:
+                    if literal in tried.get(constant.name, set()) or float(literal) == constant.value:
                         continue
+                    if _BETA.search(constant.name) and 0 < constant.value < 1 and not 0 < float(literal) < 1:
+                        continue  # rounding pushed a beta to 1.0
                     if (constant.name, literal) in avoid:
                         continue
                     score = tries.get(constant.name, 0) - (2 if direction else 0)

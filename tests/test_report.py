@@ -1,0 +1,87 @@
+"""bot.report: the status table and the counts line under it."""
+
+import pytest
+
+from bot.report import best_record, status_table, summary_line
+
+SHA = "abcdef0123456789abcdef0123456789abcdef01"
+
+
+def rec(id, status, metric, kind="experiment", description=None, delta=None):
+    record = {"id": id, "kind": kind, "status": status, "metric": metric, "commit": SHA,
+              "description": description or f"change {id}", "evidence": {}}
+    if delta is not None:
+        record["evidence"]["delta"] = delta
+    return record
+
+
+LEDGER = [
+    rec(0, "keep", 3.5, kind="baseline", description="baseline"),
+    rec(1, "discard", 3.6, delta=0.1),
+    rec(2, "keep", 3.4, delta=-0.1, description="LR 0.04 -> 0.06"),
+    rec(3, "crash", None),
+    rec(12, "keep", 3.3, delta=-0.1, description="WIDTH 64 -> 128"),
+]
+
+
+def test_empty_ledger_gives_a_hint():
+    text = status_table([])
+    assert "No experiments yet" in text
+    assert "bot run --local" in text
+
+
+def test_table_rows():
+    lines = status_table(LEDGER).splitlines()
+    assert lines[0].split() == ["id", "commit", "val_bpb", "delta", "status", "description"]
+    rows = lines[1:6]
+    assert [row.split()[0] for row in rows] == ["0000", "0001", "0002", "0003", "0012"]
+    assert all(row.split()[1] == "abcdef0" for row in rows)
+    assert "3.600000" in rows[1] and "+0.100000" in rows[1]
+    assert "3.400000" in rows[2] and "-0.100000" in rows[2] and rows[2].endswith("LR 0.04 -> 0.06")
+    assert rows[3].split()[2:4] == ["-", "crash"]  # no metric, no delta
+    assert lines[6] == ""
+    # columns are aligned: every status starts at the same column
+    columns = {row.index(status) for row, status in zip(rows, ["keep", "discard", "keep", "crash", "keep"])}
+    assert len(columns) == 1
+
+
+def test_best_and_counts_line():
+    last = status_table(LEDGER).splitlines()[-1]
+    assert last == ("4 experiment(s): 2 kept, 1 discarded, 1 crashed. Best val_bpb 3.300000 "
+                    "(0012, WIDTH 64 -> 128), -0.200000 vs the first baseline")
+
+
+def test_long_descriptions_are_cut():
+    text = status_table([rec(1, "discard", 3.6, description="x" * 100)], width=20)
+    assert ("x" * 19 + "…") in text and "x" * 20 not in text
+
+
+@pytest.mark.parametrize(
+    "records, direction, expected_id",
+    [
+        (LEDGER, "minimize", 12),
+        (LEDGER, "maximize", 0),
+        ([rec(1, "discard", 1.0), rec(2, "keep", 3.0)], "minimize", 2),  # discarded runs never count
+        ([rec(1, "crash", None), rec(2, "discard", 3.0)], "minimize", None),
+        ([], "minimize", None),
+    ],
+    ids=["minimize", "maximize", "only-kept", "nothing-kept", "empty"],
+)
+def test_best_record(records, direction, expected_id):
+    best = best_record(records, direction)
+    assert (best["id"] if best else None) == expected_id
+
+
+@pytest.mark.parametrize(
+    "records, metric, expected",
+    [
+        ([rec(0, "keep", 3.5, kind="baseline", description="baseline")], "val_bpb",
+         "0 experiment(s): 0 kept, 0 discarded, 0 crashed. Best val_bpb 3.500000 (0000, baseline), "
+         "+0.000000 vs the first baseline"),
+        ([rec(0, "crash", None, kind="baseline")], "val_bpb", "0 experiment(s): 0 kept, 0 discarded, 0 crashed"),
+        ([rec(1, "discard", 0.9)], "accuracy", "1 experiment(s): 0 kept, 1 discarded, 0 crashed"),
+    ],
+    ids=["baseline-only", "crashed-baseline", "no-keep"],
+)
+def test_summary_line(records, metric, expected):
+    assert summary_line(records, metric) == expected
