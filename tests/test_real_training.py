@@ -1,0 +1,38 @@
+"""The loop end to end with the real train.py and prepare.py training on this CPU."""
+
+import shlex
+import shutil
+import sys
+
+from conftest import REPO_ROOT, LoopRun, git, make_repo
+
+
+def test_real_training_runs_are_measured_by_the_harness_and_secrets_stay_out(tmp_path, monkeypatch):
+    monkeypatch.setenv("GITHUB_TOKEN", "x")
+    monkeypatch.setenv("MODAL_TOKEN_SECRET", "y")
+    repo = make_repo(tmp_path / "repo", {name: (REPO_ROOT / name).read_text() for name in ("train.py", "prepare.py")})
+    env_file = tmp_path / "experiment-env.txt"
+    # The real train.py, started through a shell that first records the environment it got.
+    command = f"sh -c {shlex.quote(f'env > {env_file}; exec {sys.executable} train.py')}"
+    run = LoopRun(repo, budget_seconds=2, timeout_seconds=120, harness=["prepare.py"], command=command)
+    run.run(iterations=2)
+
+    records = run.records()
+    assert [r["kind"] for r in records] == ["baseline", "experiment", "experiment"]
+    for record in records:
+        assert record["status"] in ("keep", "discard"), record["reason"]
+        assert record["metric_source"] == "harness"
+        assert 0 < record["metric"] < 8.0  # below a uniform guess over 256 bytes
+        assert record["summary"]["num_steps"] > 1
+        assert record["key"]["device"] == "cpu"
+        assert len(record["key"]["harness_sha256"]["prepare.py"]) == 64
+    # the proposer moved CPU constants or shared ones, never a GPU-only one
+    for record in records[1:]:
+        name = record["change"]["name"]
+        assert name.startswith("CPU_") or f"CPU_{name}" not in (REPO_ROOT / "train.py").read_text()
+    head = git(repo, "rev-parse", "autoresearch/default")
+    assert head == [r for r in records if r["status"] == "keep"][-1]["commit"]
+
+    environment = env_file.read_text()
+    assert "GITHUB_TOKEN" not in environment and "MODAL_TOKEN_SECRET" not in environment
+    assert "AUTORESEARCH_BUDGET_SECONDS=2.0" in environment
