@@ -7,6 +7,7 @@ tracking branch. A kill between the last two is finished on the next start (`_re
 """
 
 import datetime
+import hashlib
 import shutil
 import tempfile
 import time
@@ -15,11 +16,9 @@ from pathlib import Path
 from bot import __version__
 from bot.decide import CRASH, KEEP, decide
 from bot.errors import BotError, ProposalError, RepoError
-from bot.gitops import GitRepo  # noqa: F401  (the type the loop expects)
 from bot.ledger import next_experiment_id
 from bot.proposal import is_editable, validate
 from bot.runners import Experiment
-from gpu_jobs.job import file_sha256
 
 PROPOSAL_ATTEMPTS = 3
 
@@ -83,14 +82,10 @@ class ResearchLoop:
         return head
 
     def _harness_hashes(self, head):
-        with tempfile.TemporaryDirectory(prefix="autoresearch-harness-") as scratch:
-            hashes = {}
-            for path in self.config.harness:
-                text = self.git.read_file(head, path)
-                if text is not None:
-                    Path(scratch, "f").write_text(text, encoding="utf-8")
-                    hashes[path] = file_sha256(Path(scratch, "f"))
-            return hashes
+        """sha256 of each frozen file at the tracking head (the job checks them again)."""
+        texts = {path: self.git.read_file(head, path) for path in self.config.harness}
+        return {path: hashlib.sha256(text.encode("utf-8")).hexdigest()
+                for path, text in texts.items() if text is not None}
 
     # ---- the loop -------------------------------------------------------------------------
 
