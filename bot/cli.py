@@ -167,6 +167,8 @@ def run(local, iterations, hours, budget, tag, repo, config_path):
     loop = ResearchLoop(config, git, LocalRunner(on_line=bar.on_line), OfflineProposer(config.seed),
                         ledger, events=_printer(bar, config.metric))
     click.echo(f"autoresearch-bot {__version__}: {git.root}, tag {config.tag}, budget {config.budget_seconds:g} s, local runner")
+    click.echo(f"Optimizing {config.metric} ({config.direction})"
+               + (f"; gate: `{config.gate}`" if config.gate else ""))
     try:
         loop.run(iterations=iterations, hours=hours)
     except (Interrupted, KeyboardInterrupt) as exc:

@@ -1,6 +1,6 @@
 """Text views of the ledger: the status table and the counts under it. Pure."""
 
-STATUS_ORDER = ("keep", "discard", "crash")
+STATUS_ORDER = ("keep", "discard", "crash", "gate-failed")
 
 
 def best_record(records, direction="minimize"):
@@ -43,6 +43,8 @@ def summary_line(records, metric="val_bpb", direction="minimize"):
     experiments = sum(1 for r in records if r.get("kind") == "experiment")
     text = (f"{experiments} experiment(s): {counts['keep']} kept, {counts['discard']} discarded, "
             f"{counts['crash']} crashed")
+    if counts["gate-failed"]:
+        text += f", {counts['gate-failed']} failed the gate"
     best = best_record(records, direction)
     baselines = [r for r in records if r.get("kind") == "baseline" and r.get("metric") is not None]
     if best is not None:
