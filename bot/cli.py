@@ -148,6 +148,7 @@ def run(local, iterations, hours, budget, tag, repo, config_path):
       bot run --local --iterations 3 --budget 15   # quick CPU demo, about two minutes
       bot run --local --hours 8                    # a night on this machine's GPU
       bot run --local --tag lr-sweep --iterations 20
+      bot run --local --iterations 3               # in a copy of examples/speed: any metric, a gate
     """
     from bot.ledger import Ledger
     from bot.loop import Interrupted, ResearchLoop
@@ -179,7 +180,7 @@ def run(local, iterations, hours, budget, tag, repo, config_path):
     click.echo("")
     click.echo(_status_text(ledger, config))
     click.echo(f"\nResults: {ledger.tsv_path} (every fact: {ledger.jsonl_path.name}); "
-               f"best train.py: `git checkout {config.branches['tracking']}`")
+               f"best version: `git checkout {config.branches['tracking']}`")
 
 
 def _status_text(ledger, config):
