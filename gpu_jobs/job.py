@@ -148,13 +148,13 @@ def run_job(spec, on_line=None, cancel_event=None, environ=None):
     finally:
         if log:
             log.close()
+    result["timings"]["total_s"] = round(time.monotonic() - started, 3)
     if run["error"]:
         result["reason"] = run["error"]
         return result
     output = "\n".join(run["tail"])
     result["exit_code"] = run["returncode"]
     result["log_tail"] = "\n".join(run["tail"][-LOG_TAIL_LINES:])
-    result["timings"]["total_s"] = round(time.monotonic() - started, 3)
     if run["first_step"] is not None:
         result["timings"]["startup_s"] = round(run["first_step"] - run["started"], 3)
     if run["cancelled"]:
