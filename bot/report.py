@@ -11,6 +11,19 @@ def best_record(records, direction="minimize"):
     return pick(measured, key=lambda r: r["metric"])
 
 
+def _comparable(record):
+    return {k: v for k, v in (record.get("key") or {}).items() if k != "device"}
+
+
+def current_segment(records):
+    """The records measured under the latest record's comparability key (new data, a new
+    budget or harness start a new segment; numbers from different segments do not compare)."""
+    if not records:
+        return []
+    last = _comparable(records[-1])
+    return [r for r in records if _comparable(r) == last]
+
+
 def _delta(record):
     delta = (record.get("evidence") or {}).get("delta")
     return f"{delta:+.6f}" if isinstance(delta, (int, float)) else ""
@@ -45,11 +58,16 @@ def summary_line(records, metric="val_bpb", direction="minimize"):
             f"{counts['crash']} crashed")
     if counts["gate-failed"]:
         text += f", {counts['gate-failed']} failed the gate"
-    best = best_record(records, direction)
-    baselines = [r for r in records if r.get("kind") == "baseline" and r.get("metric") is not None]
+    segment = current_segment(records)
+    best = best_record(segment, direction)
+    baselines = [r for r in segment if r.get("kind") == "baseline" and r.get("metric") is not None]
     if best is not None:
         text += f". Best {metric} {best['metric']:.6f} ({int(best['id']):04d}, {best['description']})"
-        if baselines:
+        if baselines and len(segment) == len(records):
             gain = best["metric"] - baselines[0]["metric"]
             text += f", {gain:+.6f} vs the first baseline"
+        elif baselines:
+            gain = best["metric"] - baselines[0]["metric"]
+            text += (f", {gain:+.6f} vs baseline {int(baselines[0]['id']):04d}; rows before it were "
+                     "measured under other settings or data and are not compared")
     return text

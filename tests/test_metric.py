@@ -123,3 +123,24 @@ def test_best_follows_the_direction(direction, best_id, gain):
     line = summary_line(RECORDS, "score", direction)
     assert "Best score" in line and f"{gain} vs the first baseline" in line
     assert "1 kept, 1 discarded, 0 crashed, 1 failed the gate" in line
+
+
+def _rec(id_, kind, metric, status, data_hash):
+    return {"id": id_, "kind": kind, "metric": metric, "status": status, "description": f"r{id_}",
+            "key": {"harness_sha256": {"data/customers.csv": data_hash}, "device": "cpu"}}
+
+
+@pytest.mark.parametrize("records, expected", [
+    # one segment: as before
+    ([_rec(0, "baseline", 0.18, "keep", "a"), _rec(1, "experiment", 0.21, "keep", "a")],
+     "Best f1 0.210000 (0001, r1), +0.030000 vs the first baseline"),
+    # new rows → a new baseline: the best and the gain come from the current segment only,
+    # even though the old segment had a higher number on other data
+    ([_rec(0, "baseline", 0.18, "keep", "a"), _rec(1, "experiment", 0.40, "keep", "a"),
+      _rec(2, "baseline", 0.21, "keep", "b"), _rec(3, "experiment", 0.32, "keep", "b"),
+      _rec(4, "experiment", None, "gate-failed", "b")],
+     "Best f1 0.320000 (0003, r3), +0.110000 vs baseline 0002; rows before it were measured "
+     "under other settings or data and are not compared"),
+])
+def test_best_is_taken_within_the_current_comparability_segment(records, expected):
+    assert summary_line(records, "f1", "maximize").endswith(expected)
