@@ -112,6 +112,9 @@ def test_example_runs_by_its_readme(tmp_path, name):
         assert baselines[1]["summary"]["rows"] == baselines[0]["summary"]["rows"] + 200
         assert git(repo, "log", "-1", "--format=%s", baselines[1]["commit"]) == "data: 200 newly labeled rows"
         check_run(repo, config, records, metric, direction, first=4)
+        assert "Baseline 0004: measuring the tracking head" in again.stdout
+        status = run_block(f"cd ~/{directory} && bot status", tmp_path)
+        assert "vs baseline 0004; rows before it were measured under other settings or data" in status.stdout
 
 
 def test_the_flywheel_schedule_runs_the_readme_steps_nightly():
