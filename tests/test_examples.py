@@ -8,6 +8,7 @@ cannot drift apart. Each example takes a few seconds (baseline + 3 experiments).
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -131,3 +132,24 @@ def test_the_flywheel_schedule_runs_the_readme_steps_nightly():
     assert checkout["with"]["persist-credentials"] is False, "experiments must not see the token"
     run_steps = [step for step in steps if "bot run" in step.get("run", "")]
     assert all("env" not in step for step in run_steps)
+
+
+@pytest.mark.parametrize("gate, status, reason", [
+    ("python -m unittest -q", "gate-failed", "the gate `python -m unittest -q` failed with exit code 1"),
+    ("", "crash", "exited with code 1: fingerprint"),  # without the gate the fingerprint still catches it
+])
+def test_speed_faster_but_wrong_is_never_a_result(tmp_path, gate, status, reason):
+    from gpu_jobs.job import JobSpec, run_job
+
+    source = tmp_path / "src"
+    shutil.copytree(REPO_ROOT / "examples" / "speed", source)
+    renderer = source / "templite" / "renderer.py"
+    renderer.write_text(renderer.read_text().replace("ESCAPE_QUOTES = 1", "ESCAPE_QUOTES = 0"))
+    config = yaml.safe_load((source / "autoresearch.yaml").read_text())
+    spec = JobSpec(source_dir=str(source), command=config["command"], metric=config["metric"]["name"],
+                   metric_regex=config["metric"]["regex"], gate=gate, budget_seconds=0.2,
+                   timeout_seconds=30, gate_timeout_seconds=30)
+    result = run_job(spec, environ={k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")})
+    assert result["status"] == status
+    assert result["reason"].startswith(reason) if gate else reason in result["reason"]
+    assert result["metric"] is None
