@@ -148,6 +148,7 @@ def run(local, iterations, hours, budget, tag, repo, config_path):
       bot run --local --iterations 3 --budget 15   # quick CPU demo, about two minutes
       bot run --local --hours 8                    # a night on this machine's GPU
       bot run --local --tag lr-sweep --iterations 20
+      bot run --local --iterations 3               # in a copy of examples/speed: any metric, a gate
     """
     from bot.ledger import Ledger
     from bot.loop import Interrupted, ResearchLoop
@@ -167,6 +168,8 @@ def run(local, iterations, hours, budget, tag, repo, config_path):
     loop = ResearchLoop(config, git, LocalRunner(on_line=bar.on_line), OfflineProposer(config.seed),
                         ledger, events=_printer(bar, config.metric))
     click.echo(f"autoresearch-bot {__version__}: {git.root}, tag {config.tag}, budget {config.budget_seconds:g} s, local runner")
+    click.echo(f"Optimizing {config.metric} ({config.direction})"
+               + (f"; gate: `{config.gate}`" if config.gate else ""))
     try:
         loop.run(iterations=iterations, hours=hours)
     except (Interrupted, KeyboardInterrupt) as exc:
@@ -177,7 +180,7 @@ def run(local, iterations, hours, budget, tag, repo, config_path):
     click.echo("")
     click.echo(_status_text(ledger, config))
     click.echo(f"\nResults: {ledger.tsv_path} (every fact: {ledger.jsonl_path.name}); "
-               f"best train.py: `git checkout {config.branches['tracking']}`")
+               f"best version: `git checkout {config.branches['tracking']}`")
 
 
 def _status_text(ledger, config):

@@ -11,6 +11,7 @@ import math
 from pathlib import Path
 
 from bot.errors import ConfigError
+from bot.metric import check_metric, parse_metric_setting
 
 CONFIG_FILE = "autoresearch.yaml"
 RUNNERS = ("local", "modal")
@@ -26,7 +27,10 @@ class Config:
     harness: tuple = ("prepare.py",)
     command: str = "python train.py"
     metric: str = "val_bpb"
+    metric_regex: str = None  # None: read `metric` from the summary block (see bot/metric.py)
     direction: str = "minimize"
+    gate: str = None  # a command that must pass (exit 0) before the metric counts
+    gate_timeout_seconds: float = 300.0
     budget_seconds: float = 300.0
     timeout_seconds: float = None  # None: budget + max(60, budget), room for start-up and eval
     runner: str = "modal"
@@ -60,11 +64,13 @@ _TYPES = {
     "direction": str, "budget_seconds": float, "timeout_seconds": float, "runner": str,
     "gpu": str, "parallel": int, "proposer": str, "model": str, "program": str, "data": str,
     "decision_rule": str, "max_consecutive_crashes": int, "max_usd": float, "seed": int,
+    "metric_regex": str, "gate": str, "gate_timeout_seconds": float,
 }
 _CHOICES = {"runner": RUNNERS, "proposer": PROPOSERS, "direction": DIRECTIONS,
             "decision_rule": DECISION_RULES}
-_OPTIONAL = {"timeout_seconds", "max_usd"}
-_POSITIVE = {"budget_seconds", "timeout_seconds", "parallel", "max_consecutive_crashes"}
+_OPTIONAL = {"timeout_seconds", "max_usd", "metric_regex", "gate"}
+_POSITIVE = {"budget_seconds", "timeout_seconds", "parallel", "max_consecutive_crashes",
+             "gate_timeout_seconds"}
 ENV_PREFIX = "AUTORESEARCH_"
 
 
@@ -124,6 +130,14 @@ def parse_config(data, env=None, origin=CONFIG_FILE):
     if not isinstance(data, dict):
         raise ConfigError(f"{origin}: expected `key: value` settings, got {type(data).__name__}")
     values = {}
+    if "metric" in data:  # `metric: {name: ..., regex: ...}` is two settings in one
+        data = dict(data)
+        data["metric"], regex = parse_metric_setting(data["metric"], origin)
+        if regex is not None:
+            if data.get("metric_regex") not in (None, regex):
+                raise ConfigError(f"{origin}: the metric regex is given twice (`metric.regex` and "
+                                  "`metric_regex`); keep one")
+            data["metric_regex"] = regex
     for key, value in data.items():
         if key not in _FIELDS:
             _unknown_key(str(key), origin)
@@ -135,7 +149,11 @@ def parse_config(data, env=None, origin=CONFIG_FILE):
             key = name[len(ENV_PREFIX):].lower()
             values[key] = _coerce(key, value, f"environment variable {name}")
     _check(values, origin)
-    return Config(**values)
+    config = Config(**values)
+    check_metric(config.metric, config.metric_regex, config.harness, origin)
+    if config.gate is not None and not config.gate.strip():
+        config = dataclasses.replace(config, gate=None)
+    return config
 
 
 def _valid_tag(tag):

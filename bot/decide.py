@@ -9,6 +9,7 @@ import dataclasses
 import math
 
 KEEP, DISCARD, CRASH = "keep", "discard", "crash"
+GATE_FAILED = "gate-failed"  # the gate (e.g. the test suite) failed: the metric does not count
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +36,8 @@ def decide(run_status, value, best_before, direction="minimize", rule="greedy", 
     best_before: the tracking head's metric, the one to beat.
     """
     evidence = {"rule": rule, "direction": direction, "value": value, "best_before": best_before}
+    if run_status == GATE_FAILED:
+        return Decision(GATE_FAILED, crash_reason or "the gate failed", evidence)
     if run_status == "timeout":
         return Decision(CRASH, crash_reason or "timed out", evidence)
     if run_status != "ok":

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bot.errors import LedgerError
 
-TSV_STATUSES = ("keep", "discard", "crash")
+TSV_STATUSES = ("keep", "discard", "crash", "gate-failed")
 
 
 def _clean(text):
@@ -24,7 +24,7 @@ def tsv_header(metric="val_bpb"):
 
 
 def tsv_row(record):
-    crashed = record["status"] == "crash" or record.get("metric") is None
+    crashed = record["status"] in ("crash", "gate-failed") or record.get("metric") is None
     value = 0.0 if crashed else float(record["metric"])
     memory_gb = 0.0 if crashed else float(record.get("memory_gb") or 0.0)
     return "\t".join(

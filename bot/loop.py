@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from bot import __version__
-from bot.decide import CRASH, KEEP, decide
+from bot.decide import CRASH, GATE_FAILED, KEEP, decide
 from bot.errors import BotError, ProposalError, RepoError
 from bot.ledger import next_experiment_id
 from bot.proposal import is_editable, validate
@@ -33,9 +33,12 @@ def _now():
 
 def comparability_key(config, harness_hashes, bot_version, runner_name):
     """What must match for two runs to be compared (the device is added once a run reports it)."""
-    return {"harness_sha256": harness_hashes, "budget_seconds": float(config.budget_seconds),
-            "bot_version": bot_version, "runner": runner_name, "command": config.command,
-            "metric": config.metric, "data": config.data}
+    key = {"harness_sha256": harness_hashes, "budget_seconds": float(config.budget_seconds),
+           "bot_version": bot_version, "runner": runner_name, "command": config.command,
+           "metric": config.metric, "data": config.data}
+    if config.metric_regex:  # only when set, so ledgers written before it existed still match
+        key["metric_regex"] = config.metric_regex
+    return key
 
 
 def same_segment(record, key):
@@ -157,11 +160,17 @@ class ResearchLoop:
         exp_id = self._next_id(records) if records else 0
         self.events("baseline-start", id=exp_id, commit=head)
         result = self._evaluate(exp_id, head)
-        status = KEEP if result.status == "ok" else CRASH
+        status = {"ok": KEEP, GATE_FAILED: GATE_FAILED}.get(result.status, CRASH)
         record = self._record(exp_id, "baseline", head, None, "baseline", "the tracking head as it is",
                               None, None, result, status, result.reason or "baseline", {})
         self.ledger.append(record)
         self.events("result", record=record)
+        if status == GATE_FAILED:
+            raise BotError(
+                f"the baseline failed its gate: {result.reason}\n{result.log_tail[-1500:]}\n"
+                f"The gate must pass on {self.tracking} as it is: fix the code or the gate "
+                f"(full log: {record['log_path']}) and rerun `bot run`."
+            )
         if status == CRASH:
             raise BotError(
                 f"the baseline crashed: {result.reason}\n{result.log_tail[-1500:]}\n"
@@ -226,7 +235,8 @@ class ResearchLoop:
                 budget_seconds=float(self.config.budget_seconds),
                 timeout_seconds=self.config.effective_timeout, seed=int(self.config.seed),
                 data=self.config.data, expected_harness=self.harness,
-                log_path=str(logs / f"{exp_id:04d}.log"))
+                log_path=str(logs / f"{exp_id:04d}.log"), metric_regex=self.config.metric_regex,
+                gate=self.config.gate, gate_timeout_seconds=float(self.config.gate_timeout_seconds))
             handle = self.runner.submit(experiment)
             try:
                 result = None
@@ -252,6 +262,6 @@ class ResearchLoop:
             "run_status": result.status, "exit_code": result.exit_code, "runner": self.runner.name,
             "timings": result.timings, "cost_usd": result.cost_usd, "pr": None,
             "seed": int(self.config.seed), "key": key, "finished_at": _now(),
-            "log_tail": result.log_tail if status == CRASH else "",
+            "log_tail": result.log_tail if status in (CRASH, GATE_FAILED) else "",
             "log_path": str(self.state_dir / "logs" / f"{exp_id:04d}.log"),
         }

@@ -1,6 +1,6 @@
 """Text views of the ledger: the status table and the counts under it. Pure."""
 
-STATUS_ORDER = ("keep", "discard", "crash")
+STATUS_ORDER = ("keep", "discard", "crash", "gate-failed")
 
 
 def best_record(records, direction="minimize"):
@@ -9,6 +9,19 @@ def best_record(records, direction="minimize"):
         return None
     pick = min if direction == "minimize" else max
     return pick(measured, key=lambda r: r["metric"])
+
+
+def _comparable(record):
+    return {k: v for k, v in (record.get("key") or {}).items() if k != "device"}
+
+
+def current_segment(records):
+    """The records measured under the latest record's comparability key (new data, a new
+    budget or harness start a new segment; numbers from different segments do not compare)."""
+    if not records:
+        return []
+    last = _comparable(records[-1])
+    return [r for r in records if _comparable(r) == last]
 
 
 def _delta(record):
@@ -43,11 +56,18 @@ def summary_line(records, metric="val_bpb", direction="minimize"):
     experiments = sum(1 for r in records if r.get("kind") == "experiment")
     text = (f"{experiments} experiment(s): {counts['keep']} kept, {counts['discard']} discarded, "
             f"{counts['crash']} crashed")
-    best = best_record(records, direction)
-    baselines = [r for r in records if r.get("kind") == "baseline" and r.get("metric") is not None]
+    if counts["gate-failed"]:
+        text += f", {counts['gate-failed']} failed the gate"
+    segment = current_segment(records)
+    best = best_record(segment, direction)
+    baselines = [r for r in segment if r.get("kind") == "baseline" and r.get("metric") is not None]
     if best is not None:
         text += f". Best {metric} {best['metric']:.6f} ({int(best['id']):04d}, {best['description']})"
-        if baselines:
+        if baselines and len(segment) == len(records):
             gain = best["metric"] - baselines[0]["metric"]
             text += f", {gain:+.6f} vs the first baseline"
+        elif baselines:
+            gain = best["metric"] - baselines[0]["metric"]
+            text += (f", {gain:+.6f} vs baseline {int(baselines[0]['id']):04d}; rows before it were "
+                     "measured under other settings or data and are not compared")
     return text

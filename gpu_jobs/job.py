@@ -4,7 +4,12 @@ its result. Shared by the local runner and the GPU service: stdlib plus `bot.sum
 The training command runs in its own process group with an environment from which every
 credential has been removed, a hard timeout, and the harness's settings passed as
 AUTORESEARCH_* variables. The recorded metric comes from the harness's result file when
-there is one; the value train.py printed is only cross-checked against it.
+there is one; the value train.py printed is only cross-checked against it. Other metrics
+are a summary key or a regex over the output (`metric_regex`).
+
+A `gate` command (a test suite) runs first, the same way, under its own timeout; when it
+fails the command never runs and the result is `gate-failed`. The command's timeout starts
+after the gate, so a slow test suite is not charged to the experiment.
 """
 
 import collections
@@ -22,6 +27,7 @@ import threading
 import time
 from pathlib import Path
 
+from bot.metric import regex_value
 from bot.summary import metric_value, parse_summary
 
 _SECRET = re.compile(r"(^|_)(TOKEN|KEY|SECRET|PASSWORD|CREDENTIALS?|PAT)(_|$)", re.IGNORECASE)
@@ -43,6 +49,9 @@ class JobSpec:
     expected_harness: dict = dataclasses.field(default_factory=dict)  # path -> sha256
     result_path: str = ""
     log_path: str = ""
+    metric_regex: str = ""  # empty: read `metric` from the summary block
+    gate: str = ""  # empty: no gate
+    gate_timeout_seconds: float = 300.0
 
 
 def scrub_environment(environ):
@@ -124,20 +133,80 @@ def run_job(spec, on_line=None, cancel_event=None, environ=None):
     })
     if spec.result_path and os.path.exists(spec.result_path):
         os.remove(spec.result_path)
-    tail = collections.deque(maxlen=400)
-    first_step = []
     log = open(spec.log_path, "w", encoding="utf-8") if spec.log_path else None
     try:
+        if spec.gate:
+            gate = _run_process(spec.gate, spec.source_dir, dict(env, AUTORESEARCH_PHASE="gate"),
+                                spec.gate_timeout_seconds, cancel_event, on_line, log, "gate")
+            result["timings"]["gate_s"] = gate["seconds"]
+            if gate["error"] or gate["cancelled"] or gate["timed_out"] or gate["returncode"] != 0:
+                _gate_failed(result, spec, gate)
+                result["timings"]["total_s"] = round(time.monotonic() - started, 3)
+                return result
+        run = _run_process(spec.command, spec.source_dir, dict(env, AUTORESEARCH_PHASE="run"),
+                           spec.timeout_seconds, cancel_event, on_line, log, "run" if spec.gate else None)
+    finally:
+        if log:
+            log.close()
+    result["timings"]["total_s"] = round(time.monotonic() - started, 3)
+    if run["error"]:
+        result["reason"] = run["error"]
+        return result
+    output = "\n".join(run["tail"])
+    result["exit_code"] = run["returncode"]
+    result["log_tail"] = "\n".join(run["tail"][-LOG_TAIL_LINES:])
+    if run["first_step"] is not None:
+        result["timings"]["startup_s"] = round(run["first_step"] - run["started"], 3)
+    if run["cancelled"]:
+        result["status"], result["reason"] = "cancelled", "stopped by the user"
+        return result
+    if run["timed_out"]:
+        result["status"] = "timeout"
+        result["reason"] = f"no result within the {spec.timeout_seconds:g} s timeout; the process was killed"
+        return result
+    _collect(result, spec, output)
+    return result
+
+
+def _gate_failed(result, spec, gate):
+    result["exit_code"] = gate["returncode"]
+    result["log_tail"] = "\n".join(gate["tail"][-LOG_TAIL_LINES:])
+    if gate["cancelled"]:
+        result["status"], result["reason"] = "cancelled", "stopped by the user"
+        return
+    result["status"] = "gate-failed"
+    if gate["error"]:
+        result["reason"] = f"the gate could not start: {gate['error']}"
+    elif gate["timed_out"]:
+        result["reason"] = (f"the gate `{spec.gate}` did not finish within its {spec.gate_timeout_seconds:g} s "
+                            "timeout (gate_timeout_seconds); it was killed")
+    else:
+        last = next((l for l in reversed(gate["tail"]) if l.strip()), "no output")
+        result["reason"] = f"the gate `{spec.gate}` failed with exit code {gate['returncode']}: {last[:300]}"
+
+
+def _run_process(command, cwd, env, timeout, cancel_event, on_line, log, label):
+    """Run one command in its own process group until it exits, times out or is cancelled.
+
+    Output goes line by line to the log (under a `== label ==` header when labelled), to
+    `on_line`, and into the returned tail.
+    """
+    started = time.monotonic()
+    outcome = {"returncode": None, "timed_out": False, "cancelled": False, "error": "",
+               "tail": [], "first_step": None, "started": started, "seconds": 0.0}
+    tail = collections.deque(maxlen=400)
+    if log and label:
+        log.write(f"== {label}: {command} ==\n")
+        log.flush()
+    try:
         process = subprocess.Popen(
-            command_argv(spec.command), cwd=spec.source_dir, env=env, stdout=subprocess.PIPE,
+            command_argv(command), cwd=cwd, env=env, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True, errors="replace",
             bufsize=1, start_new_session=True,
         )
-    except OSError as exc:
-        result["reason"] = f"could not start `{spec.command}`: {exc}"
-        if log:
-            log.close()
-        return result
+    except (OSError, ValueError) as exc:
+        outcome["error"] = f"could not start `{command}`: {exc}"
+        return outcome
 
     def read_output():
         for line in process.stdout:
@@ -146,22 +215,21 @@ def run_job(spec, on_line=None, cancel_event=None, environ=None):
             if log:
                 log.write(line + "\n")
                 log.flush()
-            if not first_step and line.startswith("step"):
-                first_step.append(time.monotonic())
+            if outcome["first_step"] is None and line.startswith("step"):
+                outcome["first_step"] = time.monotonic()
             if on_line:
                 on_line(line)
 
     reader = threading.Thread(target=read_output, daemon=True)
     reader.start()
-    deadline = started + spec.timeout_seconds
-    timed_out = cancelled = False
+    deadline = started + timeout
     try:
         while process.poll() is None:
             if cancel_event is not None and cancel_event.is_set():
-                cancelled = True
+                outcome["cancelled"] = True
                 break
             if time.monotonic() > deadline:
-                timed_out = True
+                outcome["timed_out"] = True
                 break
             time.sleep(0.05)
     finally:
@@ -169,25 +237,10 @@ def run_job(spec, on_line=None, cancel_event=None, environ=None):
         # workers, a stray server) must not hold the GPU into the next experiment.
         _kill_group(process)
         reader.join(timeout=5)
-        if log:
-            log.close()
-
-    total = time.monotonic() - started
-    output = "\n".join(tail)
-    result["exit_code"] = process.returncode
-    result["log_tail"] = "\n".join(list(tail)[-LOG_TAIL_LINES:])
-    result["timings"] = {"total_s": round(total, 3)}
-    if first_step:
-        result["timings"]["startup_s"] = round(first_step[0] - started, 3)
-    if cancelled:
-        result["status"], result["reason"] = "cancelled", "stopped by the user"
-        return result
-    if timed_out:
-        result["status"] = "timeout"
-        result["reason"] = f"no result within the {spec.timeout_seconds:g} s timeout; the process was killed"
-        return result
-    _collect(result, spec, output)
-    return result
+    outcome["returncode"] = process.returncode
+    outcome["tail"] = list(tail)
+    outcome["seconds"] = round(time.monotonic() - started, 3)
+    return outcome
 
 
 def _collect(result, spec, output):
@@ -213,7 +266,10 @@ def _collect(result, spec, output):
         failure = next((l for l in reversed(output.splitlines()) if l.strip()), "no output")
         result["reason"] = f"exited with code {result['exit_code']}: {failure[:300]}"
         return
-    printed = metric_value(summary, spec.metric)
+    if spec.metric_regex:
+        printed = regex_value(output, spec.metric_regex)
+    else:
+        printed = metric_value(summary, spec.metric)
     measured_by_harness = spec.metric == "val_bpb" and (harness is not None or spec.expected_harness)
     if measured_by_harness:
         # With a frozen harness the number must come from it: a train.py that skips
@@ -233,9 +289,12 @@ def _collect(result, spec, output):
         if printed is not None and abs(printed - value) > PRINTED_TOLERANCE:
             result["flags"].append(f"printed val_bpb {printed:.6f} disagrees with the harness's {value:.6f}")
     elif printed is not None:
-        value, result["metric_source"] = printed, "printed"
+        value, result["metric_source"] = printed, ("regex" if spec.metric_regex else "printed")
         if spec.metric == "val_bpb":
             result["flags"].append("trust mode: no harness result, the printed value was used")
+    elif spec.metric_regex:
+        result["reason"] = f"no output line matched the metric regex {spec.metric_regex!r} with a number"
+        return
     elif summary is None:
         result["reason"] = "the run printed no `---` summary block"
         return

@@ -21,11 +21,14 @@ class Experiment:
     data: str
     expected_harness: dict
     log_path: str
+    metric_regex: str = None  # None: `metric` is a key of the summary block
+    gate: str = None  # a command that must pass first; its failure is status `gate-failed`
+    gate_timeout_seconds: float = 300.0
 
 
 @dataclasses.dataclass(frozen=True)
 class RunResult:
-    status: str  # ok | crash | timeout | cancelled
+    status: str  # ok | crash | timeout | cancelled | gate-failed
     metric: float = None
     summary: dict = None
     reason: str = ""
