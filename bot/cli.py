@@ -135,8 +135,12 @@ def cli():
 @click.option("--tag", help="Run name: branches autoresearch/<tag>, autoresearch/<tag>-exp/NNNN.")
 @click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository to improve.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file (default: <repo>/autoresearch.yaml).")
+@click.option("--github", "github_repo", metavar="OWNER/NAME", help="GitHub mode on this repository (default: GITHUB_REPOSITORY, else the origin remote, when GITHUB_TOKEN is set).")
+@click.option("--no-github", is_flag=True, help="Local mode even when GITHUB_TOKEN is set.")
+@click.option("--kept-only", is_flag=True, help="GitHub mode: open PRs for kept changes only; others go to the ledger and the report PR.")
+@click.option("--writes-per-minute", type=click.IntRange(min=0), default=20, show_default=True, help="Pace GitHub content writes (0: no pacing).")
 @_friendly_errors
-def run(local, iterations, hours, budget, tag, repo, config_path):
+def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, no_github, kept_only, writes_per_minute):
     """Measure a baseline, then run experiments until a limit is reached.
 
     Each experiment changes one thing in the editable files, trains for the budget, and is
@@ -148,6 +152,7 @@ def run(local, iterations, hours, budget, tag, repo, config_path):
       bot run --local --iterations 3 --budget 15   # quick CPU demo, about two minutes
       bot run --local --hours 8                    # a night on this machine's GPU
       bot run --local --tag lr-sweep --iterations 20
+      GITHUB_TOKEN=... bot run --local --github me/nanogpt --iterations 4   # a PR per experiment
     """
     from bot.ledger import Ledger
     from bot.loop import Interrupted, ResearchLoop
@@ -164,8 +169,12 @@ def run(local, iterations, hours, budget, tag, repo, config_path):
     bar = ProgressBar()
     ledger_dir = _ledger_dir(git.root, config)
     ledger = Ledger(ledger_dir, config.metric)
+    publisher = None
+    if not no_github:
+        ledger, publisher = _github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger,
+                                         _printer(bar, config.metric)) or (ledger, None)
     loop = ResearchLoop(config, git, LocalRunner(on_line=bar.on_line), OfflineProposer(config.seed),
-                        ledger, events=_printer(bar, config.metric))
+                        ledger, events=_printer(bar, config.metric), publisher=publisher)
     click.echo(f"autoresearch-bot {__version__}: {git.root}, tag {config.tag}, budget {config.budget_seconds:g} s, local runner")
     try:
         loop.run(iterations=iterations, hours=hours)
@@ -178,6 +187,54 @@ def run(local, iterations, hours, budget, tag, repo, config_path):
     click.echo(_status_text(ledger, config))
     click.echo(f"\nResults: {ledger.tsv_path} (every fact: {ledger.jsonl_path.name}); "
                f"best train.py: `git checkout {config.branches['tracking']}`")
+
+
+def _github_target(git, explicit):
+    """OWNER/NAME from --github, GITHUB_REPOSITORY, or a github.com origin remote (else None)."""
+    import re
+
+    if explicit or os.environ.get("GITHUB_REPOSITORY"):
+        return explicit or os.environ["GITHUB_REPOSITORY"]
+    try:
+        url = git.git("remote", "get-url", "origin")
+    except BotError:
+        return None
+    match = re.search(r"github\.com[:/]([^/]+/[^/]+?)(\.git)?$", url)
+    return match.group(1) if match else None
+
+
+def _push_env(token, server_url):
+    """Git sees the token through GIT_CONFIG_* variables: never in argv, a URL or a file."""
+    import base64
+
+    secret = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"http.{server_url.rstrip('/')}/.extraheader",
+            "GIT_CONFIG_VALUE_0": f"AUTHORIZATION: basic {secret}", "GIT_TERMINAL_PROMPT": "0"}
+
+
+def _github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger, events):
+    """(BranchLedger, Publisher) when GitHub mode applies, else None."""
+    target = _github_target(git, github_repo)
+    token = os.environ.get("GITHUB_TOKEN")
+    if target and not token:
+        if github_repo:
+            raise BotError("--github needs a token: set GITHUB_TOKEN (see README, \"Which token\")")
+        return None
+    if not target:
+        return None
+    from bot.github import GitHub, Pacer, connect
+    from bot.ledger_branch import BranchLedger
+    from bot.publisher import Publisher
+
+    api = os.environ.get("GITHUB_API_URL", "https://api.github.com")
+    push_env = _push_env(token, os.environ.get("GITHUB_SERVER_URL", "https://github.com"))
+    gh = GitHub(connect(token, target, api), pacer=Pacer(writes_per_minute))
+    branch_ledger = BranchLedger(ledger.directory, config.metric, git, config.branches["ledger"], push_env=push_env)
+    publisher = Publisher(gh, git, config, push_env=push_env, kept_only=kept_only, events=events)
+    click.echo(f"GitHub mode: {target}; tracking {config.branches['tracking']}, ledger {config.branches['ledger']}")
+    publisher.prepare()
+    publisher.reconcile(branch_ledger.pull())
+    return branch_ledger, publisher
 
 
 def _status_text(ledger, config):

@@ -47,8 +47,9 @@ def same_segment(record, key):
 
 class ResearchLoop:
     def __init__(self, config, git, runner, proposer, ledger, events=None, state_dir=None,
-                 bot_version=__version__, clock=time.monotonic):
+                 bot_version=__version__, clock=time.monotonic, publisher=None):
         self.config, self.git, self.runner = config, git, runner
+        self.publisher = publisher  # GitHub mode (bot/publisher.py): PRs, labels, merges
         self.proposer, self.ledger = proposer, ledger
         self.events = events or (lambda kind, **facts: None)
         self.state_dir = Path(state_dir or ledger.directory)
@@ -201,6 +202,8 @@ class ResearchLoop:
         branch = f"{self.exp_prefix}{exp_id:04d}"
         self.git.create_branch(branch, commit)
         self.events("experiment-start", id=exp_id, description=proposal.description, commit=commit)
+        pr = self.publisher.started(exp_id, branch, commit, base, proposal.description,
+                                    proposal.rationale) if self.publisher else None
         try:
             result = self._evaluate(exp_id, commit)
         except Interrupted:
@@ -211,9 +214,12 @@ class ResearchLoop:
         record = self._record(exp_id, "experiment", commit, base, proposal.description,
                               proposal.rationale, proposal.change, digest, result,
                               decision.status, decision.reason, decision.evidence, branch)
+        record["pr"] = pr
         self.ledger.append(record)
         if decision.status == KEEP:
             self.git.move_branch(self.tracking, commit, base)
+        if self.publisher:
+            self.publisher.decided(record, reference, [*records, record])
         self.events("result", record=record)
         return record
 

@@ -99,3 +99,49 @@ class LoopRun:
 
     def records(self):
         return self.ledger.read()
+
+
+# ---- GitHub mode: a loopback GitHub on a real bare repository (tests/github_api/) ----------
+
+class GitHubWorld:
+    """A clone with `origin` at a bare repository that a loopback GitHub serves as octo/night."""
+
+    def __init__(self, tmp_path, behaviour="ok"):
+        from github_api.server import FakeGitHub
+
+        files = {"train.py": TOY_TRAIN.format(behaviour=behaviour),
+                 "autoresearch.yaml": "budget_seconds: 1\ntimeout_seconds: 30\nharness: []\n"}
+        self.work = make_repo(tmp_path / "work", files)
+        self.bare = tmp_path / "bare.git"
+        git(tmp_path, "clone", "-q", "--bare", str(self.work), str(self.bare))
+        git(self.work, "remote", "add", "origin", str(self.bare))
+        self.server = FakeGitHub(self.bare)
+        self.url = self.server.start()
+        self.env = {"GITHUB_TOKEN": "test-token", "GITHUB_API_URL": self.url, "GITHUB_REPOSITORY": "octo/night"}
+
+    def bot(self, *args, env=None):
+        from click.testing import CliRunner
+
+        from bot.cli import cli
+
+        return CliRunner().invoke(cli, [*args, "--repo", str(self.work)], env={**self.env, **(env or {})},
+                                  catch_exceptions=False)
+
+    def run(self, iterations, *extra):
+        return self.bot("run", "--local", "--iterations", str(iterations), "--writes-per-minute", "0", *extra)
+
+    def bare_sha(self, branch):
+        out = subprocess.run(["git", "-C", str(self.bare), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+                             capture_output=True, text=True).stdout.strip()
+        return out or None
+
+    def bare_file(self, branch, path):
+        return git(self.bare, "show", f"refs/heads/{branch}:{path}")
+
+
+@pytest.fixture
+def github_world(tmp_path):
+    world = GitHubWorld(tmp_path)
+    yield world
+    world.server.stop()
+    assert world.server.contract.violations == [], world.server.contract.violations

@@ -166,6 +166,8 @@ class FakeGitHub:
             if not body.get("force") and not self.is_ancestor(old, body["sha"]):
                 return 422, _error("Update is not a fast forward")
             self.git("update-ref", f"refs/{ref}", body["sha"], old)
+            for pr in self.pulls.values():
+                self.refresh(pr)
             return 200, self.git_ref(ref)
         if template.endswith("/pulls") and method == "GET":
             found = [p for p in self.pulls.values()
