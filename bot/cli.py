@@ -138,7 +138,7 @@ def cli():
 @click.option("--github", "github_repo", metavar="OWNER/NAME", help="GitHub mode on this repository (default: GITHUB_REPOSITORY, else the origin remote, when GITHUB_TOKEN is set).")
 @click.option("--no-github", is_flag=True, help="Local mode even when GITHUB_TOKEN is set.")
 @click.option("--kept-only", is_flag=True, help="GitHub mode: open PRs for kept changes only; others go to the ledger and the report PR.")
-@click.option("--writes-per-minute", type=click.IntRange(min=0), default=20, show_default=True, help="Pace GitHub content writes (0: no pacing).")
+@click.option("--writes-per-minute", type=click.IntRange(min=0), default=8, show_default=True, help="Pace GitHub writes (GitHub allows ~500/h; 0: no pacing).")
 @_friendly_errors
 def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, no_github, kept_only, writes_per_minute):
     """Measure a baseline, then run experiments until a limit is reached.
@@ -222,13 +222,13 @@ def _github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger,
         return None
     if not target:
         return None
-    from bot.github import GitHub, Pacer, connect
+    from bot.github import GitHub, connect
     from bot.ledger_branch import BranchLedger
     from bot.publisher import Publisher
 
     api = os.environ.get("GITHUB_API_URL", "https://api.github.com")
     push_env = _push_env(token, os.environ.get("GITHUB_SERVER_URL", "https://github.com"))
-    gh = GitHub(connect(token, target, api), pacer=Pacer(writes_per_minute))
+    gh = GitHub(connect(token, target, api, writes_per_minute=writes_per_minute))
     branch_ledger = BranchLedger(ledger.directory, config.metric, git, config.branches["ledger"], push_env=push_env)
     publisher = Publisher(gh, git, config, push_env=push_env, kept_only=kept_only, events=events)
     click.echo(f"GitHub mode: {target}; tracking {config.branches['tracking']}, ledger {config.branches['ledger']}")

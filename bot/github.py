@@ -5,7 +5,7 @@ marker), and a create that fails with a retryable error is looked up again befor
 retried, because GitHub may have done it before the error reached us. PyGithub's GithubRetry
 handles idempotent methods (and 403 secondary limits and 429 with Retry-After); POST and PATCH
 are retried here, where the lookup can run first. Content-creating requests are paced
-(GitHub allows about 80 a minute, 500 an hour).
+(GitHub allows about 80 a minute, 500 an hour) by PyGithub's throttle.
 """
 
 import time
@@ -32,34 +32,24 @@ class StaleError(GitHubError):
     """A ref moved under us (compare-and-swap lost): re-read and decide again."""
 
 
-def connect(token, repository, base_url="https://api.github.com", retry_wait=60.0, timeout=30):
-    """A PyGithub repository handle with GithubRetry (for GET/PUT/DELETE; POST/PATCH are ours)."""
+def connect(token, repository, base_url="https://api.github.com", retry_wait=60.0, timeout=30, writes_per_minute=8):
+    """A PyGithub repository handle with GithubRetry (for GET/PUT/DELETE; POST/PATCH are ours).
+
+    Writes are paced by PyGithub's own throttle: 8 a minute stays under GitHub's 500 an hour.
+    """
     from github import Auth, Github, GithubRetry
     from urllib3.util.retry import Retry
 
     retry = GithubRetry(total=4, backoff_factor=min(1.0, retry_wait), secondary_rate_wait=retry_wait,
                         allowed_methods=Retry.DEFAULT_ALLOWED_METHODS - {"POST", "PATCH"})
-    client = Github(auth=Auth.Token(token), base_url=base_url, retry=retry, timeout=timeout, per_page=100)
+    pace = 60.0 / writes_per_minute if writes_per_minute else 0.0
+    client = Github(auth=Auth.Token(token), base_url=base_url, retry=retry, timeout=timeout, per_page=100,
+                    seconds_between_requests=0.0 if not writes_per_minute else 0.25, seconds_between_writes=pace)
     try:
         return client.get_repo(repository)
     except Exception as exc:  # noqa: BLE001 (any failure here has the same fix)
         raise GitHubError(f"cannot open {repository} at {base_url}: {exc}. Check GITHUB_TOKEN and the "
                           "repository name (--github OWNER/NAME or GITHUB_REPOSITORY).") from None
-
-
-class Pacer:
-    """At most `per_minute` content-creating requests a minute."""
-
-    def __init__(self, per_minute=20, sleep=time.sleep, clock=time.monotonic):
-        self.interval = 60.0 / per_minute if per_minute else 0.0
-        self.sleep, self.clock, self.last = sleep, clock, None
-
-    def wait(self):
-        if self.last is not None and self.interval:
-            remaining = self.interval - (self.clock() - self.last)
-            if remaining > 0:
-                self.sleep(remaining)
-        self.last = self.clock()
 
 
 def _retryable(exc):
@@ -69,8 +59,8 @@ def _retryable(exc):
 
 
 class GitHub:
-    def __init__(self, repo, pacer=None, sleep=time.sleep, attempts=4, backoff=2.0):
-        self.repo, self.pacer = repo, pacer or Pacer(0)
+    def __init__(self, repo, sleep=time.sleep, attempts=4, backoff=2.0):
+        self.repo = repo
         self.sleep, self.attempts, self.backoff = sleep, attempts, backoff
         self._labels = set()
 
@@ -93,7 +83,6 @@ class GitHub:
                     return found
 
     def _write(self, action, lookup=None, what="request"):
-        self.pacer.wait()
         return self._call(action, lookup, what)
 
     # ---- refs -----------------------------------------------------------------------------
