@@ -30,6 +30,15 @@ class Fault:
         self.headers, self.times = headers or {}, times
 
 
+class Kill:
+    """SIGKILL a process when a matching request arrives (before or after the server acts on it)."""
+
+    def __init__(self, method, contains, pid, after, match=None):
+        self.method, self.contains, self.pid, self.after = method, contains, pid, after
+        self.match = match or (lambda body: True)
+        self.fired = False
+
+
 class FakeGitHub:
     def __init__(self, bare, owner="octo", name="night", default_branch="main", contract=None):
         self.bare, self.owner, self.name, self.default_branch = str(bare), owner, name, default_branch
@@ -40,6 +49,7 @@ class FakeGitHub:
         self.permissions = {}  # login -> admin|maintain|write|triage|read|none
         self.requests = []  # (method, path, body, status)
         self.faults = []
+        self.kills = []
         self.next_number, self.next_id = 1, 1000
         self.httpd = None
 
@@ -60,6 +70,22 @@ class FakeGitHub:
     def fail(self, method, contains, status, headers=None, times=1):
         """Answer the next `times` matching requests with `status` (fault injection)."""
         self.faults.append(Fault(method, contains, status, headers, times))
+
+    def kill_on(self, method, contains, pid, after=False, match=None):
+        """kill -9 `pid()` at the first matching request: the client never sees a response."""
+        self.kills.append(Kill(method, contains, pid, after, match))
+
+    def _maybe_kill(self, method, path, body, after):
+        import os
+        import signal
+
+        for kill in self.kills:
+            if (not kill.fired and kill.after == after and kill.method == method and kill.contains in path
+                    and kill.match(body)):
+                kill.fired = True
+                os.kill(kill.pid(), signal.SIGKILL)
+                return True
+        return False
 
     def writes(self, method=None, contains=""):
         return [r for r in self.requests if r[0] != "GET" and (method is None or r[0] == method) and contains in r[1]]
@@ -293,8 +319,13 @@ class _Handler(BaseHTTPRequestHandler):
                 if fault:
                     fault.times -= 1
                     status, payload, headers, injected = fault.status, _error("injected fault"), fault.headers, True
+                elif gh._maybe_kill(method, split.path, body, after=False):
+                    return
                 else:
                     status, payload = gh.handle(method, template, params, query, body or {})
+                    if gh._maybe_kill(method, split.path, body, after=True):
+                        gh.requests.append((method, split.path, body, status))
+                        return
                 gh.contract.check_response(method, template, status, payload, injected=injected)
             except ContractError as exc:
                 status, payload = 599, _error(f"contract violation: {exc}")
