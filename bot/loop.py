@@ -223,6 +223,12 @@ class ResearchLoop:
         self.events("result", record=record)
         return record
 
+    def remeasure(self, exp_id, commit, head):
+        """Run `commit` once more under this repo's key (for `/autoresearch retry`); no decision."""
+        self.harness = self._harness_hashes(head)
+        self.key = comparability_key(self.config, self.harness, self.bot_version, self.runner.name)
+        return self._evaluate(exp_id, commit), self.key
+
     # ---- one run --------------------------------------------------------------------------
 
     def _evaluate(self, exp_id, commit):

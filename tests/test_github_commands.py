@@ -1,0 +1,122 @@
+"""`bot command --event PATH` against the loopback GitHub: who may retry, and what a retry does.
+
+Events start from @octokit/webhooks-examples (issue_comment.created) and are validated against
+@octokit/openapi-webhooks before and after we turn them into a comment on a bot PR.
+"""
+
+import copy
+import json
+
+import pytest
+
+from bot import messages
+from github_api.contract import HERE, complete_example, validate_event, webhook_contract
+
+TRACKING = "autoresearch/default"
+HOOKS = webhook_contract()
+
+
+def comment_event(world, number, body, login, action="created", kind="User"):
+    base = complete_example(HOOKS, json.loads((HERE / f"issue_comment.{action}.json").read_text()))
+    validate_event(HOOKS, f"issue-comment-{action}", base)
+    event = copy.deepcopy(base)
+    comment_id = world.server.add_comment(number, body, login)
+    event["issue"]["number"] = number
+    html = f"https://github.example/octo/night/pull/{number}"
+    event["issue"]["pull_request"] = {"url": world.server.url(f"/pulls/{number}"), "html_url": html,
+                                      "diff_url": f"{html}.diff", "patch_url": f"{html}.patch"}
+    event["comment"].update(id=comment_id, body=body)
+    event["comment"]["user"].update(login=login, type=kind)
+    event["repository"].update(name="night", full_name="octo/night")
+    validate_event(HOOKS, f"issue-comment-{action}", event)
+    return event
+
+
+def send(world, event, tmp_path):
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    result = world.bot("command", "--event", str(path), "--local", "--writes-per-minute", "0")
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+@pytest.fixture
+def night(github_world):
+    assert github_world.run(2).exit_code == 0
+    server = github_world.server
+    discarded = [n for n, p in server.pulls.items() if p["head"].startswith(f"{TRACKING}-exp/")
+                 and "discarded" in server.issue_labels[n]]
+    return github_world, discarded
+
+
+def test_read_only_user_cannot_retry_and_is_told_why(night, tmp_path):
+    world, _ = night
+    server = world.server
+    number = min(n for n, p in server.pulls.items() if p["head"].startswith(f"{TRACKING}-exp/"))
+    server.permissions["reader"] = "read"
+    before_ledger = world.bare_sha(f"{TRACKING}-ledger")
+    before = len(server.requests)
+    event = comment_event(world, number, "/autoresearch retry", "reader")
+    output = send(world, event, tmp_path)
+    assert output.strip().endswith("`/autoresearch retry` needs write permission on this repository; you have `read`. "
+                                   "Ask a maintainer to run it, or to give you write access.")
+    new = server.requests[before:]
+    paths = [(m, p) for m, p, _, _ in new]
+    assert ("GET", "/repos/octo/night/collaborators/reader/permission") in paths
+    reactions = [b["content"] for m, p, b, _ in new if p.endswith("/reactions")]
+    assert reactions == ["eyes", "confused"]
+    replies = [b["body"] for m, p, b, _ in new if m == "POST" and p.endswith(f"/issues/{number}/comments")]
+    assert len(replies) == 1 and "needs write permission" in replies[0] and "@reader" in replies[0]
+    assert not [p for m, p, _, _ in new if m == "PATCH"]  # no PR edit, no ref update
+    assert world.bare_sha(f"{TRACKING}-ledger") == before_ledger  # nothing ran
+    # Delivered twice (Actions re-run): still one reply.
+    send(world, event, tmp_path)
+    assert len([c for c in server.comments[number] if "needs write permission" in c["body"]]) == 1
+
+
+def test_writer_retry_reevaluates_pools_samples_and_updates_the_pr(night, tmp_path):
+    world, discarded = night
+    server = world.server
+    if not discarded:
+        pytest.skip("the toy night kept every change")
+    number = discarded[0]
+    server.permissions["writer"] = "write"
+    rows_before = world.bare_file(f"{TRACKING}-ledger", "experiments.jsonl").splitlines()
+    before = len(server.requests)
+    output = send(world, comment_event(world, number, "/autoresearch retry", "writer"), tmp_path)
+    assert "done: retry 1" in output, output
+    new = server.requests[before:]
+    reactions = [b["content"] for m, p, b, _ in new if p.endswith("/reactions")]
+    assert reactions == ["eyes", "rocket"]
+    body = server.pulls[number]["body"]
+    assert "### Retry 1" in body
+    data = messages.parse_marker(body)
+    assert len(data["retries"]) == 1 and data["retries"][0]["by"] == "writer"
+    rows = [json.loads(x) for x in world.bare_file(f"{TRACKING}-ledger", "experiments.jsonl").splitlines()]
+    assert len(rows) == len(rows_before) + 1
+    retry = rows[-1]
+    assert retry["kind"] == "retry" and retry["pr"] == number
+    original = next(r for r in rows if r.get("pr") == number and r["kind"] == "experiment")
+    if original["parent"] == retry["parent"]:  # same base: the earlier sample is pooled, not replaced
+        assert retry["samples"][0] == original["metric"] and len(retry["samples"]) == 2
+    word = {"keep": "kept", "discard": "discarded", "crash": "crashed"}[retry["status"]]
+    assert word in server.issue_labels[number]
+    pr = server.pulls[number]
+    server.refresh(pr)
+    assert pr["merged"] == (retry["status"] == "keep")
+    assert not [r for r in new if r[0] == "PUT"]
+
+
+@pytest.mark.parametrize("action,body,login,kind,why", [
+    ("edited", "/autoresearch retry", "writer", "User", "edited"),
+    ("created", "/autoresearch retry", "github-actions[bot]", "Bot", "bot"),
+    ("created", "nice work", "writer", "User", "no /autoresearch command"),
+])
+def test_events_that_are_not_commands_are_ignored_without_writes(night, tmp_path, action, body, login, kind, why):
+    world, _ = night
+    number = min(n for n, p in world.server.pulls.items() if p["head"].startswith(f"{TRACKING}-exp/"))
+    event = comment_event(world, number, body, login, action=action, kind=kind)
+    before = len(world.server.requests)
+    output = send(world, event, tmp_path)
+    assert output.strip().splitlines()[-1].startswith("ignored:") and why in output
+    assert not [r for r in world.server.requests[before:] if r[0] != "GET"]
