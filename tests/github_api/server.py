@@ -25,9 +25,9 @@ def _now():
 
 
 class Fault:
-    def __init__(self, method, contains, status, headers=None, times=1):
+    def __init__(self, method, contains, status, headers=None, times=1, apply=False, message="injected fault"):
         self.method, self.contains, self.status = method, contains, status
-        self.headers, self.times = headers or {}, times
+        self.headers, self.times, self.apply, self.message = headers or {}, times, apply, message
 
 
 class Kill:
@@ -67,9 +67,12 @@ class FakeGitHub:
             self.httpd.shutdown()
             self.httpd.server_close()
 
-    def fail(self, method, contains, status, headers=None, times=1):
-        """Answer the next `times` matching requests with `status` (fault injection)."""
-        self.faults.append(Fault(method, contains, status, headers, times))
+    def fail(self, method, contains, status, headers=None, times=1, apply=False, message="injected fault"):
+        """Answer the next `times` matching requests with `status` (fault injection).
+
+        apply=True: act on the request first, then answer the error: the write happened but the
+        client cannot know (a 502 from a proxy after GitHub did the work)."""
+        self.faults.append(Fault(method, contains, status, headers, times, apply, message))
 
     def kill_on(self, method, contains, pid, after=False, match=None):
         """kill -9 `pid()` at the first matching request: the client never sees a response."""
@@ -318,7 +321,9 @@ class _Handler(BaseHTTPRequestHandler):
                 fault = next((f for f in gh.faults if f.method == method and f.contains in split.path and f.times), None)
                 if fault:
                     fault.times -= 1
-                    status, payload, headers, injected = fault.status, _error("injected fault"), fault.headers, True
+                    if fault.apply:
+                        gh.handle(method, template, params, query, body or {})
+                    status, payload, headers, injected = fault.status, _error(fault.message), fault.headers, True
                 elif gh._maybe_kill(method, split.path, body, after=False):
                     return
                 else:
