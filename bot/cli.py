@@ -139,8 +139,10 @@ def cli():
 @click.option("--no-github", is_flag=True, help="Local mode even when GITHUB_TOKEN is set.")
 @click.option("--kept-only", is_flag=True, help="GitHub mode: open PRs for kept changes only; others go to the ledger and the report PR.")
 @click.option("--writes-per-minute", type=click.IntRange(min=0), default=8, show_default=True, help="Pace GitHub writes (GitHub allows ~500/h; 0: no pacing).")
+@click.option("--review-bound", type=click.FloatRange(min=0, min_open=True), help="GitHub mode: a keep better by more than this fraction (0.05 = 5%) is held for review, not merged.")
 @_friendly_errors
-def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, no_github, kept_only, writes_per_minute):
+def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, no_github, kept_only, writes_per_minute,
+        review_bound):
     """Measure a baseline, then run experiments until a limit is reached.
 
     Each experiment changes one thing in the editable files, trains for the budget, and is
@@ -172,7 +174,7 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
     publisher = None
     if not no_github:
         ledger, publisher = _github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger,
-                                         _printer(bar, config.metric)) or (ledger, None)
+                                         _printer(bar, config.metric), review_bound=review_bound) or (ledger, None)
     loop = ResearchLoop(config, git, LocalRunner(on_line=bar.on_line), OfflineProposer(config.seed),
                         ledger, events=_printer(bar, config.metric), publisher=publisher)
     click.echo(f"autoresearch-bot {__version__}: {git.root}, tag {config.tag}, budget {config.budget_seconds:g} s, local runner")
@@ -212,7 +214,8 @@ def _push_env(token, server_url):
             "GIT_CONFIG_VALUE_0": f"AUTHORIZATION: basic {secret}", "GIT_TERMINAL_PROMPT": "0"}
 
 
-def _github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger, events, reconcile=True):
+def _github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger, events, reconcile=True,
+                 review_bound=None):
     """(BranchLedger, Publisher) when GitHub mode applies, else None."""
     target = _github_target(git, github_repo)
     token = os.environ.get("GITHUB_TOKEN")
@@ -230,7 +233,8 @@ def _github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger,
     push_env = _push_env(token, os.environ.get("GITHUB_SERVER_URL", "https://github.com"))
     gh = GitHub(connect(token, target, api, writes_per_minute=writes_per_minute))
     branch_ledger = BranchLedger(ledger.directory, config.metric, git, config.branches["ledger"], push_env=push_env)
-    publisher = Publisher(gh, git, config, push_env=push_env, kept_only=kept_only, events=events)
+    publisher = Publisher(gh, git, config, push_env=push_env, kept_only=kept_only, events=events,
+                          review_bound=review_bound)
     click.echo(f"GitHub mode: {target}; tracking {config.branches['tracking']}, ledger {config.branches['ledger']}")
     publisher.prepare()
     records = branch_ledger.pull()

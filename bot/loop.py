@@ -215,8 +215,10 @@ class ResearchLoop:
                               proposal.rationale, proposal.change, digest, result,
                               decision.status, decision.reason, decision.evidence, branch)
         record["pr"] = pr
+        if self.publisher:  # a gain too large to trust is held for a human (needs-review)
+            record = self.publisher.guard(record, reference)
         self.ledger.append(record)
-        if decision.status == KEEP:
+        if record["status"] == KEEP:
             self.git.move_branch(self.tracking, commit, base)
         if self.publisher:
             self.publisher.decided(record, reference, [*records, record])

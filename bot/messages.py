@@ -146,6 +146,6 @@ def comment(kind, text, key):
 def needs_review_comment(record, bound):
     return comment("needs-review", (
         f"This change improved {record.get('metric_name')} by {abs((record.get('evidence') or {}).get('delta') or 0):.6f}, "
-        f"more than the plausible bound of {bound:g}. It was **not merged automatically**: check the diff and "
-        f"the log for a harness or evaluation problem, then comment `/autoresearch retry` to re-measure it."),
-        f"needs-review-{record['id']}")
+        f"more than the {bound:.1%} a single change may gain before a human looks. It was **not merged "
+        "automatically**: check the diff and the log for a harness or evaluation problem, then comment "
+        "`/autoresearch retry` to re-measure it and merge it if it holds."), f"needs-review-{record['id']}")

@@ -15,8 +15,10 @@ RECONCILE_LAST = 3  # a kill leaves at most the last experiment half-published
 
 
 class Publisher:
-    def __init__(self, gh, git, config, remote="origin", push_env=None, kept_only=False, events=None):
+    def __init__(self, gh, git, config, remote="origin", push_env=None, kept_only=False, events=None,
+                 review_bound=None):
         self.gh, self.git, self.config = gh, git, config
+        self.review_bound = review_bound  # relative gain above which a keep waits for a human
         self.remote, self.push_env, self.kept_only = remote, push_env or {}, kept_only
         self.events = events or (lambda kind, **facts: None)
         self.tracking = config.branches["tracking"]
@@ -77,6 +79,18 @@ class Publisher:
         self.gh.set_status(pr, "running")
         return pr.number
 
+    def guard(self, record, reference):
+        """A keep whose relative gain exceeds `review_bound` becomes a discard held for review."""
+        gain = (record.get("evidence") or {}).get("improvement")
+        before = (reference or {}).get("metric")
+        if (record["status"] != "keep" or not self.review_bound or not isinstance(gain, (int, float))
+                or not before or gain / abs(before) <= self.review_bound):
+            return record
+        evidence = dict(record.get("evidence") or {}, needs_review=True, review_bound=self.review_bound)
+        return dict(record, status="discard", evidence=evidence,
+                    reason=f"needs review: {gain / abs(before):.1%} better, above the {self.review_bound:.1%} bound "
+                           f"for automatic merging ({record['reason']})")
+
     def decided(self, record, reference, records):
         self.finish(record, reference)
         self.update_report(records)
@@ -92,6 +106,11 @@ class Publisher:
             self.push(record["branch"], record["commit"])
             pr = self.gh.ensure_pr(record["branch"], self.tracking, messages.pr_title(record), body)
         self.gh.update_pr(pr, title=messages.pr_title(record), body=body)
+        if (record.get("evidence") or {}).get("needs_review"):
+            self.gh.set_status(pr, "needs-review")  # left open for a human: retry merges it if it holds
+            key = f"needs-review-{record['id']}"
+            self.gh.comment_once(pr.number, messages.needs_review_comment(record, self.review_bound), key)
+            return
         self.gh.set_status(pr, STATUS_LABEL[record["status"]])
         self.events("gh-step", step="labelled", id=record["id"], pr=pr.number)
         if record["status"] == "keep":
@@ -150,6 +169,8 @@ class Publisher:
 
     def _finished(self, pr, record):
         labels = self.gh.labels(pr.number)
+        if (record.get("evidence") or {}).get("needs_review"):
+            return "needs-review" in labels
         if STATUS_LABEL[record["status"]] not in labels or "running" in labels:
             return False
         return pr.merged if record["status"] == "keep" else pr.state == "closed"

@@ -44,3 +44,56 @@ def test_a_night_opens_a_pr_per_experiment_merges_winners_and_reports(github_wor
     assert all(body == {"sha": body["sha"], "force": False}
                for method, path, body, _ in server.requests if method == "PATCH" and "/git/refs/" in path)
     assert sum(server.contract.validated.values()) > 40
+
+
+def _rows(world):
+    return [json.loads(x) for x in world.bare_file("autoresearch/default-ledger", "experiments.jsonl").splitlines()]
+
+
+def test_kept_only_mode_opens_prs_for_kept_changes_and_lists_the_rest_on_the_report(github_world):
+    result = github_world.run(4, "--kept-only")
+    assert result.exit_code == 0, result.output
+    server = github_world.server
+    rows = _rows(github_world)
+    kept = [r for r in rows[1:] if r["status"] == "keep"]
+    others = [r for r in rows[1:] if r["status"] != "keep"]
+    assert len(rows) == 5 and kept and others
+    prs = _experiment_prs(server)
+    assert sorted(p["head"] for p in prs.values()) == sorted(r["branch"] for r in kept)
+    assert all(p["merged"] for p in prs.values())
+    report = next(p for p in server.pulls.values() if p["head"] == "autoresearch/default")
+    for r in others:  # recorded on the report instead of a PR each
+        assert f"| {r['id']:04d} |" in report["body"] and "ledger only" in report["body"]
+
+
+def test_a_gain_beyond_the_review_bound_is_held_open_with_needs_review(github_world):
+    result = github_world.run(2, "--review-bound", "0.001")
+    assert result.exit_code == 0, result.output
+    server = github_world.server
+    rows = _rows(github_world)
+    held = [r for r in rows if (r.get("evidence") or {}).get("needs_review")]
+    assert held, [r.get("reason") for r in rows]
+    assert github_world.bare_sha("autoresearch/default") == rows[0]["commit"]  # nothing merged
+    for r in held:
+        pr = server.pulls[r["pr"]]
+        assert r["status"] == "discard" and r["reason"].startswith("needs review")
+        assert "needs-review" in server.issue_labels[r["pr"]] and "running" not in server.issue_labels[r["pr"]]
+        assert pr["state"] == "open" and not pr["merged"]
+        notes = [c["body"] for c in server.comments[r["pr"]] if "not merged" in c["body"]]
+        assert len(notes) == 1
+
+
+def test_ledger_rebuild_recovers_experiments_from_pr_markers(github_world):
+    assert github_world.run(3).exit_code == 0
+    before = _rows(github_world)
+    server = github_world.server
+    server.git("update-ref", "-d", "refs/heads/autoresearch/default-ledger")  # the branch is lost
+    import shutil
+    shutil.rmtree(github_world.work / ".autoresearch")
+    result = github_world.bot("ledger", "rebuild")
+    assert result.exit_code == 0, result.output
+    after = _rows(github_world)
+    assert [r["id"] for r in after] == [r["id"] for r in before if r["kind"] == "experiment"]
+    for old, new in zip([r for r in before if r["kind"] == "experiment"], after):
+        for field in ("commit", "parent", "status", "metric", "description", "pr"):
+            assert new[field] == old[field]
