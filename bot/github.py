@@ -154,6 +154,11 @@ class GitHub:
             self._write(lambda: pr.edit(**changes), what=f"updating PR #{pr.number}")
         return pr
 
+    def mark_ready(self, pr):
+        """Draft → ready for review (GraphQL: the REST API cannot do it). Repeating is harmless."""
+        if pr.draft:
+            self._call(lambda: pr.mark_ready_for_review(), what=f"marking #{pr.number} ready")
+
     # ---- labels (one at a time, so labels people add survive) ------------------------------
 
     def ensure_label(self, name):

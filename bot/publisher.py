@@ -106,6 +106,7 @@ class Publisher:
             self.push(record["branch"], record["commit"])
             pr = self.gh.ensure_pr(record["branch"], self.tracking, messages.pr_title(record), body)
         self.gh.update_pr(pr, title=messages.pr_title(record), body=body)
+        self.gh.mark_ready(pr)
         if (record.get("evidence") or {}).get("needs_review"):
             self.gh.set_status(pr, "needs-review")  # left open for a human: retry merges it if it holds
             key = f"needs-review-{record['id']}"
@@ -171,6 +172,6 @@ class Publisher:
         labels = self.gh.labels(pr.number)
         if (record.get("evidence") or {}).get("needs_review"):
             return "needs-review" in labels
-        if STATUS_LABEL[record["status"]] not in labels or "running" in labels:
+        if STATUS_LABEL[record["status"]] not in labels or "running" in labels or pr.draft:
             return False
         return pr.merged if record["status"] == "keep" else pr.state == "closed"

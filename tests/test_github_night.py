@@ -28,7 +28,7 @@ def test_a_night_opens_a_pr_per_experiment_merges_winners_and_reports(github_wor
         labels = server.issue_labels[number]
         word = {"keep": "kept", "discard": "discarded", "crash": "crashed"}[record["status"]]
         assert sorted(labels) == sorted(["autoresearch", word]), labels
-        assert pr["state"] == "closed"
+        assert pr["state"] == "closed" and not pr["draft"]  # drafted while running, ready once decided
         assert pr["merged"] == (record["status"] == "keep")
         assert github_world.bare_sha(pr["head"]) == record["commit"]  # the diff stays reachable
         assert messages.parse_marker(pr["body"])["id"] == record["id"]
@@ -44,6 +44,9 @@ def test_a_night_opens_a_pr_per_experiment_merges_winners_and_reports(github_wor
     assert all(body == {"sha": body["sha"], "force": False}
                for method, path, body, _ in server.requests if method == "PATCH" and "/git/refs/" in path)
     assert sum(server.contract.validated.values()) > 40
+    assert server.contract.deviations["graphql-ready"] == 4
+    drafts = [b for m, p, b, _ in server.requests if m == "POST" and p.endswith("/pulls") and b["head"] != "autoresearch/default"]
+    assert len(drafts) == 4 and all(b["draft"] is True for b in drafts)
 
 
 def _rows(world):

@@ -30,6 +30,9 @@ ALLOWLIST = {
                            "@octokit/openapi-webhooks 12.1.0 requires (comment.performed_via_github_app, "
                            "comment.reactions, issue.active_lock_reason, issue.reactions, issue.labels[].description); "
                            "complete_example() adds exactly these (null or a zero reaction rollup) before validating.",
+    "graphql-ready": "Marking a draft PR ready needs GraphQL (markPullRequestReadyForReview), which the REST "
+                     "description does not cover; the server accepts exactly that mutation with a known "
+                     "pullRequestId and answers its documented output shape.",
     "injected-fault": "Fault-injected responses (5xx, 403 secondary rate limit, 429 Retry-After) use "
                       "statuses some operations do not document; their bodies are validated against "
                       "basic-error instead of the operation's responses.",

@@ -149,7 +149,7 @@ class FakeGitHub:
             "pull-request-simple")["head"] | {"ref": ref, "sha": sha, "label": f"{self.owner}:{ref}",
                                               "repo": self.repository(), "user": self.user(self.owner)}
         return self.contract.skeleton(
-            "pull-request", number=n, id=n, title=pr["title"], body=pr["body"], state=pr["state"],
+            "pull-request", number=n, id=n, node_id=f"PR_{n}", title=pr["title"], body=pr["body"], state=pr["state"],
             draft=pr["draft"], merged=pr["merged"], merged_at=pr.get("merged_at"),
             closed_at=pr.get("closed_at"), merge_commit_sha=pr.get("merge_commit_sha"),
             url=self.url(f"/pulls/{n}"), issue_url=self.url(f"/issues/{n}"),
@@ -287,6 +287,25 @@ class FakeGitHub:
                                                          "admin": level == "admin"}))
         return 404, _error("Not Found")
 
+    READY_MUTATION = ("mutation Mutation($input: MarkPullRequestReadyForReviewInput!) { markPullRequestReadyForReview"
+                      "(input: $input) { clientMutationId pullRequest { isDraft } } }")
+
+    def graphql(self, body):
+        """The one GraphQL call the bot makes (REST cannot undraft a PR). Outside the REST
+        description: checked against the mutation's documented shape (ALLOWLIST graphql-ready)."""
+        with self.lock:
+            self.contract.deviations["graphql-ready"] += 1
+            query = " ".join((body or {}).get("query", "").split())
+            node = ((body or {}).get("variables") or {}).get("input", {}).get("pullRequestId", "")
+            number = int(node[3:]) if node.startswith("PR_") and node[3:].isdigit() else None
+            if query != self.READY_MUTATION or number not in self.pulls:
+                self.contract.violations.append(f"graphql: unexpected request {body!r}")
+                return 599, {"errors": [{"message": "contract violation"}]}
+            self.pulls[number]["draft"] = False
+            self.requests.append(("POST", "/graphql", body, 200))
+            return 200, {"data": {"markPullRequestReadyForReview": {"clientMutationId": None,
+                                                                     "pullRequest": {"isDraft": False}}}}
+
     def add_comment(self, number, body, user):
         """A person's comment (as GitHub would store it before sending the webhook)."""
         with self.lock:
@@ -312,6 +331,8 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         body = json.loads(raw) if raw else None
+        if split.path == "/graphql":
+            return self._send(*gh.graphql(body), {})
         query = dict(parse_qsl(split.query))
         headers, injected = {}, False
         with gh.lock:
@@ -338,6 +359,9 @@ class _Handler(BaseHTTPRequestHandler):
                 gh.contract.violations.append(f"server error on {method} {split.path}: {exc!r}")
                 status, payload = 598, _error(f"server error: {exc!r}")
             gh.requests.append((method, split.path, body, status))
+        self._send(status, payload, headers)
+
+    def _send(self, status, payload, headers):
         data = json.dumps(payload).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json; charset=utf-8")
