@@ -139,9 +139,26 @@ class GitHubWorld:
         return git(self.bare, "show", f"refs/heads/{branch}:{path}")
 
 
+CONTRACT_TOTALS = {"validated": __import__("collections").Counter(), "deviations": __import__("collections").Counter()}
+
+
 @pytest.fixture
 def github_world(tmp_path):
     world = GitHubWorld(tmp_path)
     yield world
     world.server.stop()
+    CONTRACT_TOTALS["validated"].update(world.server.contract.validated)
+    CONTRACT_TOTALS["deviations"].update(world.server.contract.deviations)
     assert world.server.contract.violations == [], world.server.contract.violations
+
+
+def pytest_terminal_summary(terminalreporter):
+    validated = CONTRACT_TOTALS["validated"]
+    if validated:
+        from github_api.contract import Contract
+
+        total = len({op["operationId"] for ops in Contract().document["paths"].values() for op in ops.values()})
+        terminalreporter.write_line(
+            f"GitHub contract: {sum(validated.values())} request/response pairs validated over "
+            f"{len(validated)} of {total} pinned operations; allowlisted deviations used: "
+            + ", ".join(f"{k} x{v}" for k, v in sorted(CONTRACT_TOTALS["deviations"].items())))

@@ -43,6 +43,11 @@ class ContractError(AssertionError):
     pass
 
 
+def _fail(violations, message):
+    violations.append(message)
+    raise ContractError(message)
+
+
 def _nullable_to_json_schema(node):
     if isinstance(node, list):
         return [_nullable_to_json_schema(x) for x in node]
@@ -151,7 +156,7 @@ class Contract:
             if param["in"] == "query" and param["name"] in query and "enum" in self.resolve(param["schema"]):
                 allowed = self.resolve(param["schema"])["enum"]
                 if query[param["name"]] not in allowed:
-                    raise ContractError(f"{op['operationId']}: query {param['name']}={query[param['name']]!r} not in {allowed}")
+                    _fail(self.violations, f"{op['operationId']}: query {param['name']}={query[param['name']]!r} not in {allowed}")
         known = {self.resolve(p)["name"] for p in op.get("parameters", []) if self.resolve(p)["in"] == "query"}
         unknown = set(query) - known
         if unknown:
@@ -161,11 +166,11 @@ class Contract:
         request = op.get("requestBody")
         if request is None:
             if body not in (None, b"", {}):
-                raise ContractError(f"{op['operationId']} takes no body, got {body!r}")
+                _fail(self.violations, f"{op['operationId']} takes no body, got {body!r}")
             return op["operationId"]
         if body is None:
             if request.get("required"):
-                raise ContractError(f"{op['operationId']} needs a JSON body")
+                _fail(self.violations, f"{op['operationId']} needs a JSON body")
             return op["operationId"]
         if op["operationId"] == "issues/add-labels" and isinstance(body, list):
             self.deviations["labels-bare-array"] += 1
@@ -190,7 +195,7 @@ class Contract:
         content = response.get("content", {}).get("application/json")
         if content is None:
             if body not in (None, b""):
-                raise ContractError(f"{op['operationId']} {status} has no body in the description")
+                _fail(self.violations, f"{op['operationId']} {status} has no body in the description")
         else:
             if responses[key].get("$ref"):
                 pointer = _pointer("components", "responses", responses[key]["$ref"].rsplit("/", 1)[1],
