@@ -141,8 +141,11 @@ class CommandHandler:
             try:
                 self.git.git("apply", "--cached", "--3way", str(Path(scratch, "change.patch")), env=env)
             except RepoError as exc:
-                raise BotError(f"the change no longer applies to the tracking head {head[:7]} "
-                               f"(conflict: {str(exc).splitlines()[-1][:300]}); propose it again on the new head") from None
+                files = sorted({line[2:].strip(" '") for line in str(exc).splitlines() if line.startswith("U ")})
+                where = ", ".join(files) or str(exc).splitlines()[-1][:300]
+                raise BotError(f"the change no longer applies to the tracking head {head[:7]}: it conflicts in "
+                               f"{where} with changes kept since it was measured on {data['parent'][:7]}. "
+                               "Nothing was run; `/autoresearch try <idea>` asks the proposer to redo it on the new head") from None
             tree = self.git.git("write-tree", env=env)
         message = f"{data.get('description')}\n\nretry of autoresearch experiment {int(data['id']):04d} on {head[:7]}"
         return self.git.git("commit-tree", tree, "-p", head, "-m", message)

@@ -77,8 +77,7 @@ def test_read_only_user_cannot_retry_and_is_told_why(night, tmp_path):
 def test_writer_retry_reevaluates_pools_samples_and_updates_the_pr(night, tmp_path):
     world, discarded = night
     server = world.server
-    if not discarded:
-        pytest.skip("the toy night kept every change")
+    assert discarded, "the toy night should discard one change"
     number = discarded[0]
     server.permissions["writer"] = "write"
     rows_before = world.bare_file(f"{TRACKING}-ledger", "experiments.jsonl").splitlines()
@@ -97,8 +96,9 @@ def test_writer_retry_reevaluates_pools_samples_and_updates_the_pr(night, tmp_pa
     retry = rows[-1]
     assert retry["kind"] == "retry" and retry["pr"] == number
     original = next(r for r in rows if r.get("pr") == number and r["kind"] == "experiment")
-    if original["parent"] == retry["parent"]:  # same base: the earlier sample is pooled, not replaced
-        assert retry["samples"][0] == original["metric"] and len(retry["samples"]) == 2
+    assert original["parent"] == retry["parent"]  # same base: the earlier sample is pooled, not replaced
+    assert retry["samples"][0] == original["metric"] and len(retry["samples"]) == 2
+    assert retry["metric"] == sum(retry["samples"]) / 2
     word = {"keep": "kept", "discard": "discarded", "crash": "crashed"}[retry["status"]]
     assert word in server.issue_labels[number]
     pr = server.pulls[number]
@@ -120,3 +120,26 @@ def test_events_that_are_not_commands_are_ignored_without_writes(night, tmp_path
     output = send(world, event, tmp_path)
     assert output.strip().splitlines()[-1].startswith("ignored:") and why in output
     assert not [r for r in world.server.requests[before:] if r[0] != "GET"]
+
+
+def test_retry_of_a_change_that_no_longer_applies_replies_naming_the_conflict(github_world, tmp_path):
+    world = github_world
+    assert world.run(4).exit_code == 0
+    server = world.server
+    rows = [json.loads(x) for x in world.bare_file(f"{TRACKING}-ledger", "experiments.jsonl").splitlines()]
+    head = world.bare_sha(TRACKING)
+    stale = [r for r in rows if r["kind"] == "experiment" and r["status"] != "keep" and r["parent"] != head]
+    assert stale, [(r["status"], r["parent"][:7] if r["parent"] else None) for r in rows]
+    original = stale[0]  # WIDTH changed on a head whose adjacent LR line has changed since: git conflicts
+    server.permissions["maintainer"] = "maintain"
+    ledger_before = world.bare_sha(f"{TRACKING}-ledger")
+    body_before = server.pulls[original["pr"]]["body"]
+    before = len(server.requests)
+    output = send(world, comment_event(world, original["pr"], "/autoresearch retry", "maintainer"), tmp_path)
+    assert "failed: the change no longer applies" in output and "conflicts in train.py" in output
+    new = server.requests[before:]
+    assert [b["content"] for m, p, b, _ in new if p.endswith("/reactions")] == ["eyes", "confused"]
+    replies = [b["body"] for m, p, b, _ in new if m == "POST" and p.endswith(f"/issues/{original['pr']}/comments")]
+    assert len(replies) == 1 and "conflicts in train.py" in replies[0]
+    assert world.bare_sha(f"{TRACKING}-ledger") == ledger_before and world.bare_sha(TRACKING) == head
+    assert server.pulls[original["pr"]]["body"] == body_before
