@@ -88,7 +88,41 @@ class CommandHandler:
         return self._direction(pr, data, command, comment, "try")
 
     def do_revert(self, pr, data, command, comment):
-        raise BotError("revert is not available yet: revert the commit on the tracking branch by hand")
+        """Undo a kept change on the tracking head, measured and recorded as an experiment.
+
+        A person asked for it, so it is applied whatever it measures (unless the run crashes)."""
+        if data.get("status") != KEEP or not pr.merged:
+            raise BotError(f"only a kept, merged change can be reverted; #{pr.number} is {data.get('status')}")
+        head = self.publisher.prepare()
+        records = self.ledger.read()
+        if any(r.get("kind") == "revert" and r.get("reverts") == data["id"] and r["status"] == KEEP for r in records):
+            return "already reverted"
+        reference = next((r for r in reversed(records) if r.get("status") == KEEP and r.get("commit") == head), None)
+        exp_id = next_id(records)
+        commit = self._reapply(data["commit"], data["parent"], head,
+                               f"Revert {data.get('description')}\n\nrevert of autoresearch experiment {int(data['id']):04d}")
+        result, key = self.loop.remeasure(exp_id, commit, head)
+        status = KEEP if result.status == "ok" and result.metric is not None else "crash"
+        delta = result.metric - reference["metric"] if reference and status == KEEP else None
+        reason = (f"reverted by @{comment['user']['login']}" + (f"; {delta:+.6f} vs the head" if delta is not None else "")
+                  if status == KEEP else f"the revert crashed: {result.reason}; nothing changed")
+        branch = f"{self.config.branches['experiment']}{exp_id:04d}"
+        self.publisher.push(branch, commit)
+        self.ledger.append({"id": exp_id, "kind": "revert", "reverts": data["id"], "commit": commit, "parent": head,
+                            "branch": branch, "description": f"revert {data.get('description')}", "status": status,
+                            "reason": reason, "evidence": {"delta": delta}, "metric_name": self.config.metric,
+                            "metric": result.metric if status == KEEP else None, "pr": pr.number,
+                            "key": dict(key, device=result.device), "finished_at": _now(),
+                            "log_tail": result.log_tail if status != KEEP else ""})
+        if status != KEEP:
+            raise BotError(reason)
+        self.gh.fast_forward(self.publisher.tracking, commit, head)
+        self.gh.set_status(pr, "kept", extra=("reverted",))
+        self.reply(pr.number, comment["id"], "reverted",
+                   f"Reverted on `{self.publisher.tracking}` as experiment {exp_id:04d} ({commit[:7]}): "
+                   f"{self.config.metric} {result.metric:.6f}" + (f" ({delta:+.6f} vs the head)" if delta is not None else ""))
+        self.publisher.update_report(self.ledger.read())
+        return f"reverted as {exp_id:04d}"
 
     def do_retry(self, pr, data, command, comment):
         """Re-apply the change on the current tracking head, measure, pool, decide, publish."""
@@ -98,7 +132,9 @@ class CommandHandler:
         if reference is None:
             raise BotError(f"the tracking head {head[:7]} has no measurement in the ledger: run `bot run` first")
         same_base = data["parent"] == head
-        commit = data["commit"] if same_base else self._reapply(data, head)
+        commit = data["commit"] if same_base else self._reapply(
+            data["parent"], data["commit"], head,
+            f"{data.get('description')}\n\nretry of autoresearch experiment {int(data['id']):04d} on {head[:7]}")
         earlier = [s for s in data.get("samples") or [data.get("metric")] if s is not None] if same_base else []
         result, key = self.loop.remeasure(data["id"], commit, head)
         samples = earlier + ([result.metric] if result.status == "ok" and result.metric is not None else [])
@@ -131,9 +167,9 @@ class CommandHandler:
         self.publisher.update_report(self.ledger.read())
         return f"retry {len(retries)}: {decision.status} ({decision.reason})"
 
-    def _reapply(self, data, head):
-        """The PR's change (its diff against its own base) applied to `head`, as a new commit."""
-        patch = self.git.git("diff", "--binary", data["parent"], data["commit"])
+    def _reapply(self, old, new, head, message):
+        """The change old → new applied to `head`, as a new commit (a revert passes new → old)."""
+        patch = self.git.git("diff", "--binary", old, new)
         with tempfile.TemporaryDirectory(prefix="autoresearch-retry-") as scratch:
             env = {"GIT_INDEX_FILE": os.path.join(scratch, "index")}
             Path(scratch, "change.patch").write_text(patch + "\n", encoding="utf-8")
@@ -144,10 +180,9 @@ class CommandHandler:
                 files = sorted({line[2:].strip(" '") for line in str(exc).splitlines() if line.startswith("U ")})
                 where = ", ".join(files) or str(exc).splitlines()[-1][:300]
                 raise BotError(f"the change no longer applies to the tracking head {head[:7]}: it conflicts in "
-                               f"{where} with changes kept since it was measured on {data['parent'][:7]}. "
+                               f"{where} with changes kept since it was measured on {old[:7]}. "
                                "Nothing was run; `/autoresearch try <idea>` asks the proposer to redo it on the new head") from None
             tree = self.git.git("write-tree", env=env)
-        message = f"{data.get('description')}\n\nretry of autoresearch experiment {int(data['id']):04d} on {head[:7]}"
         return self.git.git("commit-tree", tree, "-p", head, "-m", message)
 
     def _move_pr_head(self, data, commit):

@@ -20,6 +20,7 @@ STATUS_LABELS = {
     "crashed": ("d93f0b", "autoresearch: the run failed; closed, log tail in the body"),
     "gate-failed": ("b60205", "autoresearch: refused by a gate before or after the run"),
     "needs-review": ("e99695", "autoresearch: gain too large to merge without a human"),
+    "reverted": ("cccccc", "autoresearch: kept, then undone on the tracking branch by /autoresearch revert"),
 }
 EXCLUSIVE = ("running", "kept", "discarded", "crashed", "gate-failed")
 

@@ -101,6 +101,13 @@ class LoopRun:
         return self.ledger.read()
 
 
+@pytest.fixture(autouse=True)
+def _no_real_github(monkeypatch):
+    """A CI job's GITHUB_TOKEN/GITHUB_REPOSITORY must never switch a test to the real GitHub."""
+    for name in ("GITHUB_TOKEN", "GITHUB_REPOSITORY", "GITHUB_API_URL", "GITHUB_SERVER_URL", "GITHUB_EVENT_PATH"):
+        monkeypatch.delenv(name, raising=False)
+
+
 # ---- GitHub mode: a loopback GitHub on a real bare repository (tests/github_api/) ----------
 
 class GitHubWorld:

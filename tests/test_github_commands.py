@@ -143,3 +143,31 @@ def test_retry_of_a_change_that_no_longer_applies_replies_naming_the_conflict(gi
     assert len(replies) == 1 and "conflicts in train.py" in replies[0]
     assert world.bare_sha(f"{TRACKING}-ledger") == ledger_before and world.bare_sha(TRACKING) == head
     assert server.pulls[original["pr"]]["body"] == body_before
+
+
+def test_revert_undoes_a_kept_change_as_a_measured_experiment(night, tmp_path):
+    world, discarded = night
+    server = world.server
+    rows = [json.loads(x) for x in world.bare_file(f"{TRACKING}-ledger", "experiments.jsonl").splitlines()]
+    kept = [r for r in rows if r["kind"] == "experiment" and r["status"] == "keep"]
+    assert kept and world.bare_sha(TRACKING) == kept[-1]["commit"]
+    target = kept[-1]
+    server.permissions["writer"] = "write"
+    output = send(world, comment_event(world, target["pr"], "/autoresearch revert", "writer"), tmp_path)
+    assert "done: reverted as" in output, output
+    after = [json.loads(x) for x in world.bare_file(f"{TRACKING}-ledger", "experiments.jsonl").splitlines()]
+    revert = after[-1]
+    assert revert["kind"] == "revert" and revert["reverts"] == target["id"] and revert["status"] == "keep"
+    assert world.bare_sha(TRACKING) == revert["commit"]
+    assert server.git("show", f"{revert['commit']}:train.py").stdout == server.git("show", f"{target['parent']}:train.py").stdout
+    assert {"kept", "reverted"} <= set(server.issue_labels[target["pr"]])
+    # Asked again: nothing runs twice.
+    output = send(world, comment_event(world, target["pr"], "/autoresearch revert", "writer"), tmp_path)
+    assert "already reverted" in output
+    assert len([json.loads(x) for x in world.bare_file(f"{TRACKING}-ledger", "experiments.jsonl").splitlines()]) == len(after)
+    # A discarded change cannot be reverted: the reply says why.
+    output = send(world, comment_event(world, discarded[0], "/autoresearch revert", "writer"), tmp_path)
+    assert "failed: only a kept, merged change can be reverted" in output
+    # The next night resumes from the reverted head without a new baseline.
+    result = world.run(1)
+    assert result.exit_code == 0 and "Baseline" not in result.output, result.output
