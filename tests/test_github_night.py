@@ -43,6 +43,10 @@ def test_a_night_opens_a_pr_per_experiment_merges_winners_and_reports(github_wor
     assert not github_world.server.writes("PUT")
     assert all(body == {"sha": body["sha"], "force": False}
                for method, path, body, _ in server.requests if method == "PATCH" and "/git/refs/" in path)
+    # The token reached neither the experiments nor anything written to GitHub.
+    logs = sorted((github_world.work / ".autoresearch" / "default" / "logs").glob("*.log"))
+    assert len(logs) == 5 and all("GITHUB_TOKEN present: False" in log.read_text() for log in logs)
+    assert "test-token" not in json.dumps([r[2] for r in server.requests])
     assert sum(server.contract.validated.values()) > 40
     assert server.contract.deviations["graphql-ready"] == 4
     drafts = [b for m, p, b, _ in server.requests if m == "POST" and p.endswith("/pulls") and b["head"] != "autoresearch/default"]
