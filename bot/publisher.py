@@ -95,8 +95,11 @@ class Publisher:
         self.finish(record, reference)
         self.update_report(records)
 
-    def finish(self, record, reference):
-        """Body, labels, then merge (keep) or close (discard, crash). Safe to repeat."""
+    def finish(self, record, reference, strict=True):
+        """Body, labels, then merge (keep) or close (discard, crash). Safe to repeat.
+
+        A keep whose base is no longer the tracking head is not merged: the PR says so; with
+        `strict` the run stops (its next experiment would build on a change GitHub lacks)."""
         if record.get("kind") != "experiment" or (self.kept_only and record["status"] != "keep"):
             return
         pr = self.gh.find_pr(record["branch"], self.tracking)
@@ -121,6 +124,9 @@ class Publisher:
                 self.gh.comment_once(pr.number, messages.comment(
                     "stale", f"Not merged: {exc}. Comment `/autoresearch retry` to re-evaluate it on the current head.",
                     f"stale-{record['id']}"), f"stale-{record['id']}")
+                self.events("warning", message=f"experiment {record['id']:04d} kept but not merged: {exc}")
+                if not strict:
+                    return
                 raise BotError(f"experiment {record['id']:04d} was kept but {exc}; rerun `bot run` to continue "
                                "from the tracking branch as it is on GitHub") from None
             self.events("gh-step", step="merged", id=record["id"], pr=pr.number)
@@ -150,7 +156,7 @@ class Publisher:
             before = [r for r in records if r["status"] == "keep" and r["commit"] == record.get("parent")]
             pr = self.gh.find_pr(record["branch"], self.tracking)
             if pr is None or not self._finished(pr, record):
-                self.finish(record, before[-1] if before else None)
+                self.finish(record, before[-1] if before else None, strict=False)
         recorded = {r["id"] for r in records}
         for branch in self.git.branches(self.exp_prefix):
             suffix = branch.rsplit("/", 1)[1]

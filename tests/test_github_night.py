@@ -104,3 +104,55 @@ def test_ledger_rebuild_recovers_experiments_from_pr_markers(github_world):
     for old, new in zip([r for r in before if r["kind"] == "experiment"], after):
         for field in ("commit", "parent", "status", "metric", "description", "pr"):
             assert new[field] == old[field]
+
+
+def test_the_next_run_in_a_fresh_clone_resumes_from_the_ledger_branch(github_world, tmp_path):
+    from conftest import git
+
+    assert github_world.run(2).exit_code == 0
+    fresh = tmp_path / "actions-checkout"  # what the next scheduled Actions run starts from
+    git(tmp_path, "clone", "-q", str(github_world.bare), str(fresh))
+    github_world.work = fresh
+    result = github_world.run(2)
+    assert result.exit_code == 0, result.output
+    assert "Baseline" not in result.output and "Resuming: 3 ledger row(s)" in result.output
+    rows = _rows(github_world)
+    assert [r["id"] for r in rows] == [0, 1, 2, 3, 4]
+    assert [r["kind"] for r in rows].count("baseline") == 1
+    prs = _experiment_prs(github_world.server)
+    assert len(prs) == 4 and len({p["head"] for p in prs.values()}) == 4
+    reports = [p for p in github_world.server.pulls.values() if p["head"] == "autoresearch/default"]
+    assert len(reports) <= 1
+
+
+def test_a_keep_whose_base_moved_is_not_merged_and_the_rerun_rebaselines(github_world):
+    from conftest import git
+
+    server = github_world.server
+    # Someone pushes to the tracking branch by hand while experiment 1 runs (at its PR creation).
+    original = server.handle
+
+    def push_meanwhile(method, template, params, query, body):
+        if method == "POST" and template.endswith("/pulls") and not getattr(server, "pushed", False):
+            server.pushed = True
+            other = github_world.work.parent / "human"
+            git(other.parent, "clone", "-q", "-b", "autoresearch/default", str(github_world.bare), str(other))
+            (other / "NOTES.md").write_text("a human change\n")
+            git(other, "add", "NOTES.md")
+            git(other, "-c", "user.name=H", "-c", "user.email=h@e", "commit", "-qm", "notes")
+            git(other, "push", "-q", "origin", "autoresearch/default")
+        return original(method, template, params, query, body)
+
+    server.handle = push_meanwhile
+    result = github_world.run(1)
+    rows = _rows(github_world)
+    assert rows[-1]["status"] == "keep", rows[-1]  # the toy's first change (WIDTH 64 -> 128) is a gain
+    assert result.exit_code == 1 and "kept but" in result.output
+    pr = server.pulls[rows[-1]["pr"]]
+    assert not pr["merged"] and any("Not merged" in c["body"] for c in server.comments[pr["number"]])
+    assert github_world.bare_file("autoresearch/default", "NOTES.md") == "a human change"
+    rerun = github_world.run(1)  # finishes without merging an untested combination
+    assert rerun.exit_code == 0, rerun.output
+    assert "Baseline" in rerun.output  # the new head (with the human's change) is measured first
+    assert not server.pulls[rows[-1]["pr"]]["merged"]
+    assert len([c for c in server.comments[pr["number"]] if "Not merged" in c["body"]]) == 1
