@@ -111,10 +111,13 @@ def test_writer_retry_reevaluates_pools_samples_and_updates_the_pr(night, tmp_pa
     ("edited", "/autoresearch retry", "writer", "User", "edited"),
     ("created", "/autoresearch retry", "github-actions[bot]", "Bot", "bot"),
     ("created", "nice work", "writer", "User", "no /autoresearch command"),
+    ("created", "/autoresearch retry", "writer", "User", "not an autoresearch experiment PR"),
 ])
 def test_events_that_are_not_commands_are_ignored_without_writes(night, tmp_path, action, body, login, kind, why):
     world, _ = night
     number = min(n for n, p in world.server.pulls.items() if p["head"].startswith(f"{TRACKING}-exp/"))
+    if why == "not an autoresearch experiment PR":
+        number = next(n for n, p in world.server.pulls.items() if p["head"] == TRACKING)  # the report PR
     event = comment_event(world, number, body, login, action=action, kind=kind)
     before = len(world.server.requests)
     output = send(world, event, tmp_path)
