@@ -94,6 +94,12 @@ def command(event_path, local, github_repo, bot_login, writes_per_minute, tag, r
         event = json.loads(open(event_path, encoding="utf-8").read())
     except (OSError, ValueError) as exc:
         raise BotError(f"cannot read the event file {event_path}: {exc}; pass the issue_comment event JSON") from None
+    from bot.commands import ignore_reason
+
+    reason = ignore_reason(event, bot_login)
+    if reason:  # most comments: answer before touching GitHub or git at all
+        click.echo(f"ignored: {reason}")
+        return
     git, config = _open(repo, config_path, tag=tag, runner="local" if local else None)
     if config.runner != "local":
         raise BotError("the Modal runner is not available yet: run with --local")
@@ -101,8 +107,9 @@ def command(event_path, local, github_repo, bot_login, writes_per_minute, tag, r
 
     bar = ProgressBar()
     printer = _printer(bar, config.metric)
+    # No reconcile here: a `bot run` may be mid-experiment in another job; its PRs are its own.
     mode = github_mode(git, config, github_repo, False, writes_per_minute,
-                        Ledger(_ledger_dir(git.root, config), config.metric), printer)
+                       Ledger(_ledger_dir(git.root, config), config.metric), printer, reconcile=False)
     if mode is None:
         raise BotError("`bot command` needs GitHub: set GITHUB_TOKEN and GITHUB_REPOSITORY (or --github OWNER/NAME)")
     ledger, publisher = mode
