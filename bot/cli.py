@@ -140,9 +140,10 @@ def cli():
 @click.option("--kept-only", is_flag=True, help="GitHub mode: open PRs for kept changes only; others go to the ledger and the report PR.")
 @click.option("--writes-per-minute", type=click.IntRange(min=0), default=8, show_default=True, help="Pace GitHub writes (GitHub allows ~500/h; 0: no pacing).")
 @click.option("--review-bound", type=click.FloatRange(min=0, min_open=True), help="GitHub mode: a keep better by more than this fraction (0.05 = 5%) is held for review, not merged.")
+@click.option("--delete-closed-branches", is_flag=True, help="GitHub mode: delete the branches of discarded/crashed PRs (GitHub keeps their commits under the PR).")
 @_friendly_errors
 def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, no_github, kept_only, writes_per_minute,
-        review_bound):
+        review_bound, delete_closed_branches):
     """Measure a baseline, then run experiments until a limit is reached.
 
     Each experiment changes one thing in the editable files, trains for the budget, and is
@@ -176,7 +177,8 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
         from bot.cli_github import github_mode
 
         ledger, publisher = github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger,
-                                         _printer(bar, config.metric), review_bound=review_bound) or (ledger, None)
+                                         _printer(bar, config.metric), review_bound=review_bound,
+                                         delete_closed_branches=delete_closed_branches) or (ledger, None)
     loop = ResearchLoop(config, git, LocalRunner(on_line=bar.on_line), OfflineProposer(config.seed),
                         ledger, events=_printer(bar, config.metric), publisher=publisher)
     click.echo(f"autoresearch-bot {__version__}: {git.root}, tag {config.tag}, budget {config.budget_seconds:g} s, local runner")

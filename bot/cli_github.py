@@ -33,7 +33,7 @@ def _push_env(token, server_url):
 
 
 def github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger, events, reconcile=True,
-                 review_bound=None):
+                review_bound=None, delete_closed_branches=False):
     """(BranchLedger, Publisher) when GitHub mode applies, else None."""
     target = _github_target(git, github_repo)
     token = os.environ.get("GITHUB_TOKEN")
@@ -52,7 +52,7 @@ def github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger, 
     gh = GitHub(connect(token, target, api, writes_per_minute=writes_per_minute))
     branch_ledger = BranchLedger(ledger.directory, config.metric, git, config.branches["ledger"], push_env=push_env)
     publisher = Publisher(gh, git, config, push_env=push_env, kept_only=kept_only, events=events,
-                          review_bound=review_bound)
+                          review_bound=review_bound, delete_closed_branches=delete_closed_branches)
     click.echo(f"GitHub mode: {target}; tracking {config.branches['tracking']}, ledger {config.branches['ledger']}")
     publisher.prepare()
     records = branch_ledger.pull()

@@ -127,6 +127,7 @@ class CommandHandler:
     def do_retry(self, pr, data, command, comment):
         """Re-apply the change on the current tracking head, measure, pool, decide, publish."""
         head = self.publisher.prepare()
+        self.publisher.ensure_commit(pr.number, data["commit"])
         records = self.ledger.read()
         reference = next((r for r in reversed(records) if r.get("status") == KEEP and r.get("commit") == head), None)
         if reference is None:
@@ -148,7 +149,7 @@ class CommandHandler:
                       status=decision.status, reason=decision.reason, evidence=dict(decision.evidence, samples=samples),
                       metric=mean, samples=samples, pr=pr.number, key=dict(key, device=result.device),
                       finished_at=_now(), log_tail=result.log_tail if decision.status != KEEP else "")
-        if commit != data["commit"]:
+        if commit != data["commit"] or self.gh.branch_sha(data["branch"]) is None:
             self._move_pr_head(data, commit)
         self.ledger.append(record)
         body = messages.pr_body(dict(record, id=data["id"]), reference, self.git.diff(head, commit, stat=True),
@@ -188,9 +189,13 @@ class CommandHandler:
     def _move_pr_head(self, data, commit):
         # The PR's branch moves to the re-applied commit; the old one stays reachable under an attempt ref.
         branch = data["branch"]
+        if commit == data["commit"]:  # the branch was deleted (retention): restore it
+            self.publisher.push(branch, commit)
+            return
         attempt = f"{branch}-attempt{len(data.get('retries') or []) + 1}"
         self.publisher.push(attempt, data["commit"])
-        self.git.git("push", "--quiet", f"--force-with-lease=refs/heads/{branch}:{data['commit']}",
+        lease = data["commit"] if self.gh.branch_sha(branch) else ""
+        self.git.git("push", "--quiet", f"--force-with-lease=refs/heads/{branch}:{lease}",
                      self.publisher.remote, f"{commit}:refs/heads/{branch}", env=self.publisher.push_env)
 
 

@@ -16,8 +16,10 @@ RECONCILE_LAST = 3  # a kill leaves at most the last experiment half-published
 
 class Publisher:
     def __init__(self, gh, git, config, remote="origin", push_env=None, kept_only=False, events=None,
-                 review_bound=None):
+                 review_bound=None, delete_closed_branches=False):
         self.gh, self.git, self.config = gh, git, config
+        # A closed PR keeps its commits under refs/pull/N/head, so the branch itself may go.
+        self.delete_closed_branches = delete_closed_branches
         self.review_bound = review_bound  # relative gain above which a keep waits for a human
         self.remote, self.push_env, self.kept_only = remote, push_env or {}, kept_only
         self.events = events or (lambda kind, **facts: None)
@@ -133,6 +135,8 @@ class Publisher:
         else:
             self.gh.update_pr(pr, state="closed")
             self.events("gh-step", step="closed", id=record["id"], pr=pr.number)
+            if self.delete_closed_branches and self.gh.branch_sha(record["branch"]) is not None:
+                self.git.git("push", "--quiet", self.remote, "--delete", record["branch"], env=self.push_env)
 
     def update_report(self, records):
         """Open (once there is a kept change) or update the report PR: tracking → default."""
@@ -173,6 +177,13 @@ class Publisher:
         head = self.gh.branch_sha(self.tracking)
         self._fetch()
         self._sync_local(head)
+
+    def ensure_commit(self, number, sha):
+        """Fetch a PR's commit (refs/pull/N/head) when this clone lacks it (its branch may be gone)."""
+        if self.git.resolve(sha) is None:
+            self.git.git("fetch", "--quiet", self.remote, f"refs/pull/{number}/head", env=self.push_env)
+        if self.git.resolve(sha) is None:
+            raise BotError(f"commit {sha[:7]} of #{number} is not on {self.remote}: it cannot be re-evaluated")
 
     def _finished(self, pr, record):
         labels = self.gh.labels(pr.number)

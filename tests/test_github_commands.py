@@ -174,3 +174,25 @@ def test_revert_undoes_a_kept_change_as_a_measured_experiment(night, tmp_path):
     # The next night resumes from the reverted head without a new baseline.
     result = world.run(1)
     assert result.exit_code == 0 and "Baseline" not in result.output, result.output
+
+
+def test_retry_works_after_the_closed_branch_was_deleted_in_a_fresh_clone(github_world, tmp_path):
+    from conftest import git
+
+    world = github_world
+    assert world.run(2, "--delete-closed-branches").exit_code == 0
+    server = world.server
+    rows = [json.loads(x) for x in world.bare_file(f"{TRACKING}-ledger", "experiments.jsonl").splitlines()]
+    closed = [r for r in rows if r["kind"] == "experiment" and r["status"] != "keep"]
+    kept = [r for r in rows if r["kind"] == "experiment" and r["status"] == "keep"]
+    assert closed and kept
+    assert all(world.bare_sha(r["branch"]) is None for r in closed)  # retention: deleted
+    assert all(world.bare_sha(r["branch"]) == r["commit"] for r in kept)
+    assert all(server.ref_sha(f"pull/{r['pr']}/head") == r["commit"] for r in closed)  # GitHub keeps the commits
+    fresh = tmp_path / "actions-checkout"
+    git(tmp_path, "clone", "-q", str(world.bare), str(fresh))
+    world.work = fresh
+    server.permissions["writer"] = "write"
+    output = send(world, comment_event(world, closed[0]["pr"], "/autoresearch retry", "writer"), tmp_path)
+    assert "done: retry 1" in output, output
+    assert world.bare_sha(closed[0]["branch"]) == closed[0]["commit"]  # restored for the PR

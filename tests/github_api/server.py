@@ -137,6 +137,9 @@ class FakeGitHub:
     def refresh(self, pr):
         """GitHub marks a pull request merged once its head commit is on its base branch."""
         head = self.ref_sha(f"heads/{pr['head']}") or pr["head_sha"]
+        if head != pr.get("pull_ref"):  # GitHub keeps refs/pull/N/head, even after the branch is deleted
+            self.git("update-ref", f"refs/pull/{pr['number']}/head", head)
+            pr["pull_ref"] = head
         pr["head_sha"] = head
         base = self.ref_sha(f"heads/{pr['base']}")
         if pr["state"] == "open" and not pr["merged"] and base and self.is_ancestor(head, base):
