@@ -182,6 +182,11 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
     loop = ResearchLoop(config, git, LocalRunner(on_line=bar.on_line), OfflineProposer(config.seed),
                         ledger, events=_printer(bar, config.metric), publisher=publisher)
     click.echo(f"autoresearch-bot {__version__}: {git.root}, tag {config.tag}, budget {config.budget_seconds:g} s, local runner")
+    if publisher:  # comment commands queued with `bot command --queue` go first
+        from bot.command_handler import CommandHandler
+
+        for outcome, detail in CommandHandler(publisher.gh, git, config, ledger, publisher, loop).drain():
+            click.echo(f"Queued command {outcome}: {detail}")
     try:
         loop.run(iterations=iterations, hours=hours)
     except (Interrupted, KeyboardInterrupt) as exc:

@@ -68,11 +68,12 @@ def github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger, 
 @click.option("--github", "github_repo", metavar="OWNER/NAME", help="Repository (default: GITHUB_REPOSITORY).")
 @click.option("--bot-login", default="github-actions[bot]", show_default=True, help="The bot's own login (its comments are ignored).")
 @click.option("--writes-per-minute", type=click.IntRange(min=0), default=8, show_default=True, help="Pace GitHub writes (0: no pacing).")
+@click.option("--queue", is_flag=True, help="Record retry/revert on the ledger branch for the next `bot run` instead of running it now.")
 @click.option("--tag", help="Run name (default: tag in autoresearch.yaml).")
 @click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository checkout.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file.")
 @_friendly_errors
-def command(event_path, local, github_repo, bot_login, writes_per_minute, tag, repo, config_path):
+def command(event_path, local, github_repo, bot_login, writes_per_minute, queue, tag, repo, config_path):
     """Act on a `/autoresearch ...` comment on an experiment PR (needs GITHUB_TOKEN).
 
     Commands: retry, revert, reject <why>, try <idea>, help. Only users with write
@@ -82,6 +83,7 @@ def command(event_path, local, github_repo, bot_login, writes_per_minute, tag, r
     Examples:
       bot command --event "$GITHUB_EVENT_PATH" --local
       bot command --event comment.json --local --github me/nanogpt
+      bot command --event "$GITHUB_EVENT_PATH" --queue   # quick: the next `bot run` does it
     """
     import json
 
@@ -115,7 +117,8 @@ def command(event_path, local, github_repo, bot_login, writes_per_minute, tag, r
     ledger, publisher = mode
     loop = ResearchLoop(config, git, LocalRunner(on_line=bar.on_line), OfflineProposer(config.seed), ledger,
                         events=printer, publisher=publisher)
-    outcome, detail = CommandHandler(publisher.gh, git, config, ledger, publisher, loop, bot_login).handle(event)
+    outcome, detail = CommandHandler(publisher.gh, git, config, ledger, publisher, loop, bot_login).handle(
+        event, queue=queue)
     click.echo(f"{outcome}: {detail}")
 
 

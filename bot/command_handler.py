@@ -31,8 +31,11 @@ class CommandHandler:
         key = f"{kind}-{comment_id}"
         self.gh.comment_once(number, messages.comment(kind, text, key), key)
 
-    def handle(self, event):
-        """Return (outcome, detail): ignored, refused, failed or done."""
+    def handle(self, event, queue=False):
+        """Return (outcome, detail): ignored, refused, failed, queued or done.
+
+        queue=True: a retry or revert (GPU work) is recorded on the ledger branch and done by
+        the next `bot run` (`drain`), so a command is never lost to a cancelled pending job."""
         reason = commands.ignore_reason(event, self.bot_login)
         if reason:
             return "ignored", reason
@@ -56,14 +59,48 @@ class CommandHandler:
             self.gh.react(number, comment["id"], "confused")
             self.reply(number, comment["id"], "refused", f"@{login} {why}")
             return "refused", why
+        if queue and command.name in QUEUED:
+            return self._enqueue(pr, data, command, comment)
+        return self._run(pr, data, command, comment)
+
+    def _run(self, pr, data, command, comment):
         try:
             detail = getattr(self, f"do_{command.name}")(pr, data, command, comment)
         except BotError as exc:
-            self.gh.react(number, comment["id"], "confused")
-            self.reply(number, comment["id"], "failed", f"`/autoresearch {command.name}` failed: {exc}")
+            self.gh.react(pr.number, comment["id"], "confused")
+            self.reply(pr.number, comment["id"], "failed", f"`/autoresearch {command.name}` failed: {exc}")
             return "failed", str(exc)
-        self.gh.react(number, comment["id"], "rocket")
+        self.gh.react(pr.number, comment["id"], "rocket")
         return "done", detail
+
+    # ---- the request queue (on the ledger branch) ------------------------------------------
+
+    def _enqueue(self, pr, data, command, comment):
+        records = self.ledger.read()
+        if not any(r.get("kind") == "request" and r.get("comment_id") == comment["id"] for r in records):
+            self.ledger.append({"id": next_id(records), "kind": "request", "status": "note", "command": command.name,
+                                "argument": command.argument, "pr": pr.number, "comment_id": comment["id"],
+                                "by": comment["user"]["login"], "finished_at": _now()})
+        self.reply(pr.number, comment["id"], "queued", f"Queued: the next `bot run` does `/autoresearch {command.name}` "
+                   "first (🚀 when done).")
+        return "queued", f"{command.name} for #{pr.number}"
+
+    def drain(self):
+        """Do the queued requests, oldest first; each is done once even across kills."""
+        outcomes = []
+        for request in pending_requests(self.ledger.read()):
+            pr = self.gh.get_pr(request["pr"])
+            data = messages.parse_marker(pr.body)
+            comment = {"id": request["comment_id"], "user": {"login": request["by"]}, "request": request["id"]}
+            command = commands.Command(request["command"], request.get("argument", ""))
+            outcome = self._run(pr, data, command, comment) if data else ("failed", "no experiment marker")
+            records = self.ledger.read()
+            self.ledger.append({"id": next_id(records), "kind": "handled", "status": "note", "request": request["id"],
+                                "outcome": outcome[0], "detail": outcome[1], "finished_at": _now()})
+            outcomes.append(outcome)
+        if outcomes:
+            self.publisher.prepare()  # the tracking branch may have moved: start the loop from it
+        return outcomes
 
     # ---- commands -------------------------------------------------------------------------
 
@@ -113,6 +150,7 @@ class CommandHandler:
                             "reason": reason, "evidence": {"delta": delta}, "metric_name": self.config.metric,
                             "metric": result.metric if status == KEEP else None, "pr": pr.number,
                             "key": dict(key, device=result.device), "finished_at": _now(),
+                            "request": comment.get("request"),
                             "log_tail": result.log_tail if status != KEEP else ""})
         if status != KEEP:
             raise BotError(reason)
@@ -148,7 +186,8 @@ class CommandHandler:
         record = dict(data, id=next_id(records), kind="retry", retry_of=data["id"], commit=commit, parent=head,
                       status=decision.status, reason=decision.reason, evidence=dict(decision.evidence, samples=samples),
                       metric=mean, samples=samples, pr=pr.number, key=dict(key, device=result.device),
-                      finished_at=_now(), log_tail=result.log_tail if decision.status != KEEP else "")
+                      finished_at=_now(), log_tail=result.log_tail if decision.status != KEEP else "",
+                      request=comment.get("request"))
         if commit != data["commit"] or self.gh.branch_sha(data["branch"]) is None:
             self._move_pr_head(data, commit)
         self.ledger.append(record)
@@ -197,6 +236,15 @@ class CommandHandler:
         lease = data["commit"] if self.gh.branch_sha(branch) else ""
         self.git.git("push", "--quiet", f"--force-with-lease=refs/heads/{branch}:{lease}",
                      self.publisher.remote, f"{commit}:refs/heads/{branch}", env=self.publisher.push_env)
+
+
+QUEUED = ("retry", "revert")
+
+
+def pending_requests(records):
+    """Queued requests with neither a `handled` row nor a result row (a kill after the result)."""
+    done = {r.get("request") for r in records if r.get("kind") in ("handled", "retry", "revert")}
+    return [r for r in records if r.get("kind") == "request" and r["id"] not in done]
 
 
 def next_id(records):

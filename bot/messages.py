@@ -129,7 +129,7 @@ def report_body(tag, records, pr_links, metric="val_bpb"):
              "No measurement yet.", "",
              f"Merging this PR brings the kept changes of `autoresearch/{tag}` into the default branch.", "",
              f"| id | {metric} | delta | status | change | PR |", "|---|---|---|---|---|---|"]
-    for r in records:
+    for r in (r for r in records if r.get("status") != "note"):  # requests and directions are not runs
         delta_r = (r.get("evidence") or {}).get("delta")
         link = f"#{pr_links[r['id']]}" if pr_links.get(r["id"]) else ("baseline" if r.get("kind") == "baseline" else "ledger only")
         lines.append(f"| {int(r['id']):04d} | {_number(r.get('metric'))} | {_number(delta_r) if delta_r is not None else ''} "

@@ -196,3 +196,29 @@ def test_retry_works_after_the_closed_branch_was_deleted_in_a_fresh_clone(github
     output = send(world, comment_event(world, closed[0]["pr"], "/autoresearch retry", "writer"), tmp_path)
     assert "done: retry 1" in output, output
     assert world.bare_sha(closed[0]["branch"]) == closed[0]["commit"]  # restored for the PR
+
+
+def test_a_queued_retry_is_done_once_by_the_next_run(night, tmp_path):
+    world, discarded = night
+    server = world.server
+    server.permissions["writer"] = "write"
+    number = discarded[0]
+    event = comment_event(world, number, "/autoresearch retry", "writer")
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    for _ in range(2):  # the event delivered twice: one request
+        result = world.bot("command", "--event", str(path), "--local", "--writes-per-minute", "0", "--queue")
+        assert result.exit_code == 0 and "queued: retry" in result.output, result.output
+    rows = [json.loads(x) for x in world.bare_file(f"{TRACKING}-ledger", "experiments.jsonl").splitlines()]
+    requests = [r for r in rows if r["kind"] == "request"]
+    assert len(requests) == 1 and "### Retry 1" not in server.pulls[number]["body"]
+    assert server.reactions[event["comment"]["id"]] == ["eyes", "eyes"]  # acknowledged, not done yet
+    result = world.run(1)
+    assert result.exit_code == 0 and "Queued command done: retry 1" in result.output, result.output
+    assert "### Retry 1" in server.pulls[number]["body"]
+    assert server.reactions[event["comment"]["id"]][-1] == "rocket"
+    result = world.run(1)
+    assert "Queued command" not in result.output
+    rows = [json.loads(x) for x in world.bare_file(f"{TRACKING}-ledger", "experiments.jsonl").splitlines()]
+    assert [r["kind"] for r in rows].count("retry") == 1 and [r["kind"] for r in rows].count("handled") == 1
+    assert [r["kind"] for r in rows].count("experiment") == 4

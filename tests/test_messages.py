@@ -86,8 +86,10 @@ def test_cumulative_delta(statuses, metrics, expected):
 def test_report_links_prs_and_states_the_cumulative_delta():
     records = [{"id": 0, "kind": "baseline", "status": "keep", "metric": 3.5, "description": "baseline"},
                {"id": 1, "kind": "experiment", "status": "keep", "metric": 3.4, "description": "a|b", "evidence": {"delta": -0.1}},
-               {"id": 2, "kind": "experiment", "status": "discard", "metric": 3.6, "description": "c", "evidence": {"delta": 0.2}}]
+               {"id": 2, "kind": "experiment", "status": "discard", "metric": 3.6, "description": "c", "evidence": {"delta": 0.2}},
+               {"id": 3, "kind": "request", "status": "note", "command": "retry", "pr": 11}]
     body = messages.report_body("night", records, {1: 11, 2: None})
     assert "**-0.100000**" in body and "| #11 |" in body and "ledger only" in body and "a/b" in body
+    assert "| 0003 |" not in body
     assert messages.parse_marker(body, messages.REPORT_MARKER) == {"tag": "night"}
     assert messages.report_title("night", records) == "autoresearch/night: 1 kept, -0.100000 cumulative"
