@@ -135,8 +135,15 @@ def cli():
 @click.option("--tag", help="Run name: branches autoresearch/<tag>, autoresearch/<tag>-exp/NNNN.")
 @click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository to improve.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file (default: <repo>/autoresearch.yaml).")
+@click.option("--github", "github_repo", metavar="OWNER/NAME", help="GitHub mode on this repository (default: GITHUB_REPOSITORY, else the origin remote, when GITHUB_TOKEN is set).")
+@click.option("--no-github", is_flag=True, help="Local mode even when GITHUB_TOKEN is set.")
+@click.option("--kept-only", is_flag=True, help="GitHub mode: open PRs for kept changes only; others go to the ledger and the report PR.")
+@click.option("--writes-per-minute", type=click.IntRange(min=0), default=8, show_default=True, help="Pace GitHub writes (GitHub allows ~500/h; 0: no pacing).")
+@click.option("--review-bound", type=click.FloatRange(min=0, min_open=True), help="GitHub mode: a keep better by more than this fraction (0.05 = 5%) is held for review, not merged.")
+@click.option("--delete-closed-branches", is_flag=True, help="GitHub mode: delete the branches of discarded/crashed PRs (GitHub keeps their commits under the PR).")
 @_friendly_errors
-def run(local, iterations, hours, budget, tag, repo, config_path):
+def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, no_github, kept_only, writes_per_minute,
+        review_bound, delete_closed_branches):
     """Measure a baseline, then run experiments until a limit is reached.
 
     Each experiment changes one thing in the editable files, trains for the budget, and is
@@ -149,6 +156,7 @@ def run(local, iterations, hours, budget, tag, repo, config_path):
       bot run --local --hours 8                    # a night on this machine's GPU
       bot run --local --tag lr-sweep --iterations 20
       bot run --local --iterations 3               # in a copy of examples/speed: any metric, a gate
+      GITHUB_TOKEN=... bot run --local --github me/nanogpt --iterations 4   # a PR per experiment
     """
     from bot.ledger import Ledger
     from bot.loop import Interrupted, ResearchLoop
@@ -165,11 +173,23 @@ def run(local, iterations, hours, budget, tag, repo, config_path):
     bar = ProgressBar()
     ledger_dir = _ledger_dir(git.root, config)
     ledger = Ledger(ledger_dir, config.metric)
+    publisher = None
+    if not no_github:
+        from bot.cli_github import github_mode
+
+        ledger, publisher = github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger,
+                                         _printer(bar, config.metric), review_bound=review_bound,
+                                         delete_closed_branches=delete_closed_branches) or (ledger, None)
     loop = ResearchLoop(config, git, LocalRunner(on_line=bar.on_line), OfflineProposer(config.seed),
-                        ledger, events=_printer(bar, config.metric))
+                        ledger, events=_printer(bar, config.metric), publisher=publisher)
     click.echo(f"autoresearch-bot {__version__}: {git.root}, tag {config.tag}, budget {config.budget_seconds:g} s, local runner")
     click.echo(f"Optimizing {config.metric} ({config.direction})"
                + (f"; gate: `{config.gate}`" if config.gate else ""))
+    if publisher:  # comment commands queued with `bot command --queue` go first
+        from bot.command_handler import CommandHandler
+
+        for outcome, detail in CommandHandler(publisher.gh, git, config, ledger, publisher, loop).drain():
+            click.echo(f"Queued command {outcome}: {detail}")
     try:
         loop.run(iterations=iterations, hours=hours)
     except (Interrupted, KeyboardInterrupt) as exc:
@@ -209,6 +229,11 @@ def status(tag, repo, config_path):
     click.echo(_status_text(ledger, config))
     for warning in ledger.warnings:
         click.echo(f"warning: {warning}", err=True)
+
+
+from bot import cli_github  # noqa: E402  (GitHub-mode commands, registered on `cli`)
+
+cli_github.register(cli)
 
 
 def main():

@@ -49,8 +49,9 @@ def same_segment(record, key):
 
 class ResearchLoop:
     def __init__(self, config, git, runner, proposer, ledger, events=None, state_dir=None,
-                 bot_version=__version__, clock=time.monotonic):
+                 bot_version=__version__, clock=time.monotonic, publisher=None):
         self.config, self.git, self.runner = config, git, runner
+        self.publisher = publisher  # GitHub mode (bot/publisher.py): PRs, labels, merges
         self.proposer, self.ledger = proposer, ledger
         self.events = events or (lambda kind, **facts: None)
         self.state_dir = Path(state_dir or ledger.directory)
@@ -205,6 +206,8 @@ class ResearchLoop:
         branch = f"{self.exp_prefix}{exp_id:04d}"
         self.git.create_branch(branch, commit)
         self.events("experiment-start", id=exp_id, description=proposal.description, commit=commit)
+        pr = self.publisher.started(exp_id, branch, commit, base, proposal.description,
+                                    proposal.rationale) if self.publisher else None
         try:
             result = self._evaluate(exp_id, commit)
         except Interrupted:
@@ -215,11 +218,22 @@ class ResearchLoop:
         record = self._record(exp_id, "experiment", commit, base, proposal.description,
                               proposal.rationale, proposal.change, digest, result,
                               decision.status, decision.reason, decision.evidence, branch)
+        record["pr"] = pr
+        if self.publisher:  # a gain too large to trust is held for a human (needs-review)
+            record = self.publisher.guard(record, reference)
         self.ledger.append(record)
-        if decision.status == KEEP:
+        if record["status"] == KEEP:
             self.git.move_branch(self.tracking, commit, base)
+        if self.publisher:
+            self.publisher.decided(record, reference, [*records, record])
         self.events("result", record=record)
         return record
+
+    def remeasure(self, exp_id, commit, head):
+        """Run `commit` once more under this repo's key (for `/autoresearch retry`); no decision."""
+        self.harness = self._harness_hashes(head)
+        self.key = comparability_key(self.config, self.harness, self.bot_version, self.runner.name)
+        return self._evaluate(exp_id, commit), self.key
 
     # ---- one run --------------------------------------------------------------------------
 

@@ -99,3 +99,73 @@ class LoopRun:
 
     def records(self):
         return self.ledger.read()
+
+
+@pytest.fixture(autouse=True)
+def _no_real_github(monkeypatch):
+    """A CI job's GITHUB_TOKEN/GITHUB_REPOSITORY must never switch a test to the real GitHub."""
+    for name in ("GITHUB_TOKEN", "GITHUB_REPOSITORY", "GITHUB_API_URL", "GITHUB_SERVER_URL", "GITHUB_EVENT_PATH"):
+        monkeypatch.delenv(name, raising=False)
+
+
+# ---- GitHub mode: a loopback GitHub on a real bare repository (tests/github_api/) ----------
+
+class GitHubWorld:
+    """A clone with `origin` at a bare repository that a loopback GitHub serves as octo/night."""
+
+    def __init__(self, tmp_path, behaviour="ok"):
+        from github_api.server import FakeGitHub
+
+        files = {"train.py": TOY_TRAIN.format(behaviour=behaviour),
+                 "autoresearch.yaml": "budget_seconds: 1\ntimeout_seconds: 30\nharness: []\n"}
+        self.work = make_repo(tmp_path / "work", files)
+        self.bare = tmp_path / "bare.git"
+        git(tmp_path, "clone", "-q", "--bare", str(self.work), str(self.bare))
+        git(self.work, "remote", "add", "origin", str(self.bare))
+        self.server = FakeGitHub(self.bare)
+        self.url = self.server.start()
+        self.env = {"GITHUB_TOKEN": "test-token", "GITHUB_API_URL": self.url, "GITHUB_REPOSITORY": "octo/night"}
+
+    def bot(self, *args, env=None):
+        from click.testing import CliRunner
+
+        from bot.cli import cli
+
+        return CliRunner().invoke(cli, [*args, "--repo", str(self.work)], env={**self.env, **(env or {})},
+                                  catch_exceptions=False)
+
+    def run(self, iterations, *extra):
+        return self.bot("run", "--local", "--iterations", str(iterations), "--writes-per-minute", "0", *extra)
+
+    def bare_sha(self, branch):
+        out = subprocess.run(["git", "-C", str(self.bare), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
+                             capture_output=True, text=True).stdout.strip()
+        return out or None
+
+    def bare_file(self, branch, path):
+        return git(self.bare, "show", f"refs/heads/{branch}:{path}")
+
+
+CONTRACT_TOTALS = {"validated": __import__("collections").Counter(), "deviations": __import__("collections").Counter()}
+
+
+@pytest.fixture
+def github_world(tmp_path):
+    world = GitHubWorld(tmp_path)
+    yield world
+    world.server.stop()
+    CONTRACT_TOTALS["validated"].update(world.server.contract.validated)
+    CONTRACT_TOTALS["deviations"].update(world.server.contract.deviations)
+    assert world.server.contract.violations == [], world.server.contract.violations
+
+
+def pytest_terminal_summary(terminalreporter):
+    validated = CONTRACT_TOTALS["validated"]
+    if validated:
+        from github_api.contract import Contract
+
+        total = len({op["operationId"] for ops in Contract().document["paths"].values() for op in ops.values()})
+        terminalreporter.write_line(
+            f"GitHub contract: {sum(validated.values())} request/response pairs validated over "
+            f"{len(validated)} of {total} pinned operations; allowlisted deviations used: "
+            + ", ".join(f"{k} x{v}" for k, v in sorted(CONTRACT_TOTALS["deviations"].items())))

@@ -1,0 +1,166 @@
+"""The GitHub-mode parts of the `bot` command: reading the token and repository from the
+environment, building the PyGithub client, and `bot command` / `bot ledger rebuild`."""
+
+import os
+
+import click
+
+from bot.cli import ProgressBar, _friendly_errors, _ledger_dir, _open, _printer
+from bot.errors import BotError
+
+
+def _github_target(git, explicit):
+    """OWNER/NAME from --github, GITHUB_REPOSITORY, or a github.com origin remote (else None)."""
+    import re
+
+    if explicit or os.environ.get("GITHUB_REPOSITORY"):
+        return explicit or os.environ["GITHUB_REPOSITORY"]
+    try:
+        url = git.git("remote", "get-url", "origin")
+    except BotError:
+        return None
+    match = re.search(r"github\.com[:/]([^/]+/[^/]+?)(\.git)?$", url)
+    return match.group(1) if match else None
+
+
+def _push_env(token, server_url):
+    """Git sees the token through GIT_CONFIG_* variables: never in argv, a URL or a file."""
+    import base64
+
+    secret = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+    return {"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": f"http.{server_url.rstrip('/')}/.extraheader",
+            "GIT_CONFIG_VALUE_0": f"AUTHORIZATION: basic {secret}", "GIT_TERMINAL_PROMPT": "0"}
+
+
+def github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger, events, reconcile=True,
+                review_bound=None, delete_closed_branches=False):
+    """(BranchLedger, Publisher) when GitHub mode applies, else None."""
+    target = _github_target(git, github_repo)
+    token = os.environ.get("GITHUB_TOKEN")
+    if target and not token:
+        if github_repo:
+            raise BotError("--github needs a token: set GITHUB_TOKEN (see README, \"Which token\")")
+        return None
+    if not target:
+        return None
+    from bot.github import GitHub, connect
+    from bot.ledger_branch import BranchLedger
+    from bot.publisher import Publisher
+
+    api = os.environ.get("GITHUB_API_URL", "https://api.github.com")
+    push_env = _push_env(token, os.environ.get("GITHUB_SERVER_URL", "https://github.com"))
+    gh = GitHub(connect(token, target, api, writes_per_minute=writes_per_minute))
+    branch_ledger = BranchLedger(ledger.directory, config.metric, git, config.branches["ledger"], push_env=push_env)
+    publisher = Publisher(gh, git, config, push_env=push_env, kept_only=kept_only, events=events,
+                          review_bound=review_bound, delete_closed_branches=delete_closed_branches)
+    click.echo(f"GitHub mode: {target}; tracking {config.branches['tracking']}, ledger {config.branches['ledger']}")
+    publisher.prepare()
+    records = branch_ledger.pull()
+    if reconcile:
+        publisher.reconcile(records)
+    return branch_ledger, publisher
+
+
+@click.command()
+@click.option("--event", "event_path", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="The issue_comment event JSON (in Actions: $GITHUB_EVENT_PATH).")
+@click.option("--local", "local", is_flag=True, help="Re-evaluate on this machine (its GPU, else the CPU).")
+@click.option("--github", "github_repo", metavar="OWNER/NAME", help="Repository (default: GITHUB_REPOSITORY).")
+@click.option("--bot-login", default="github-actions[bot]", show_default=True, help="The bot's own login (its comments are ignored).")
+@click.option("--writes-per-minute", type=click.IntRange(min=0), default=8, show_default=True, help="Pace GitHub writes (0: no pacing).")
+@click.option("--queue", is_flag=True, help="Record retry/revert on the ledger branch for the next `bot run` instead of running it now.")
+@click.option("--tag", help="Run name (default: tag in autoresearch.yaml).")
+@click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository checkout.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file.")
+@_friendly_errors
+def command(event_path, local, github_repo, bot_login, writes_per_minute, queue, tag, repo, config_path):
+    """Act on a `/autoresearch ...` comment on an experiment PR (needs GITHUB_TOKEN).
+
+    Commands: retry, revert, reject <why>, try <idea>, help. Only users with write
+    permission may run them (help excepted); others get a reply saying why.
+
+    \b
+    Examples:
+      bot command --event "$GITHUB_EVENT_PATH" --local
+      bot command --event comment.json --local --github me/nanogpt
+      bot command --event "$GITHUB_EVENT_PATH" --queue   # quick: the next `bot run` does it
+    """
+    import json
+
+    from bot.command_handler import CommandHandler
+    from bot.ledger import Ledger
+    from bot.loop import ResearchLoop
+    from bot.proposers.offline import OfflineProposer
+
+    try:
+        event = json.loads(open(event_path, encoding="utf-8").read())
+    except (OSError, ValueError) as exc:
+        raise BotError(f"cannot read the event file {event_path}: {exc}; pass the issue_comment event JSON") from None
+    from bot.commands import ignore_reason
+
+    reason = ignore_reason(event, bot_login)
+    if reason:  # most comments: answer before touching GitHub or git at all
+        click.echo(f"ignored: {reason}")
+        return
+    git, config = _open(repo, config_path, tag=tag, runner="local" if local else None)
+    if config.runner != "local":
+        raise BotError("the Modal runner is not available yet: run with --local")
+    from bot.runners.local import LocalRunner
+
+    bar = ProgressBar()
+    printer = _printer(bar, config.metric)
+    # No reconcile here: a `bot run` may be mid-experiment in another job; its PRs are its own.
+    mode = github_mode(git, config, github_repo, False, writes_per_minute,
+                       Ledger(_ledger_dir(git.root, config), config.metric), printer, reconcile=False)
+    if mode is None:
+        raise BotError("`bot command` needs GitHub: set GITHUB_TOKEN and GITHUB_REPOSITORY (or --github OWNER/NAME)")
+    ledger, publisher = mode
+    loop = ResearchLoop(config, git, LocalRunner(on_line=bar.on_line), OfflineProposer(config.seed), ledger,
+                        events=printer, publisher=publisher)
+    outcome, detail = CommandHandler(publisher.gh, git, config, ledger, publisher, loop, bot_login).handle(
+        event, queue=queue)
+    click.echo(f"{outcome}: {detail}")
+
+
+@click.group()
+def ledger():
+    """The ledger (experiments.jsonl, results.tsv).
+
+    \b
+    Examples:
+      bot ledger rebuild                 # recover rows from the PR markers on GitHub
+    """
+
+
+@ledger.command("rebuild")
+@click.option("--github", "github_repo", metavar="OWNER/NAME", help="Repository (default: GITHUB_REPOSITORY).")
+@click.option("--tag", help="Run name (default: tag in autoresearch.yaml).")
+@click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository checkout.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file.")
+@_friendly_errors
+def ledger_rebuild(github_repo, tag, repo, config_path):
+    """Rebuild the ledger from the hidden markers in the bot's PRs and push it to the ledger branch.
+
+    Use it when the ledger branch was deleted or damaged. Rows found only on the branch are kept.
+
+    \b
+    Examples:
+      bot ledger rebuild
+      bot ledger rebuild --github me/nanogpt --tag night1
+    """
+    from bot.ledger import Ledger
+    from bot.rebuild import rebuild
+
+    git, config = _open(repo, config_path, tag=tag)
+    mode = github_mode(git, config, github_repo, False, 8, Ledger(_ledger_dir(git.root, config), config.metric),
+                        lambda kind, **facts: None, reconcile=False)
+    if mode is None:
+        raise BotError("`bot ledger rebuild` needs GitHub: set GITHUB_TOKEN and GITHUB_REPOSITORY (or --github)")
+    branch_ledger, publisher = mode
+    added = rebuild(publisher.gh, branch_ledger, config.branches["experiment"])
+    click.echo(f"ledger rebuilt: {added} row(s) recovered from PR markers; {len(branch_ledger.read())} in all")
+
+
+def register(group):
+    group.add_command(command)
+    group.add_command(ledger)

@@ -1,0 +1,253 @@
+"""`bot command --event PATH`: act on one `issue_comment` event (a slash command on a bot PR).
+
+Order: ignore what is not ours (bot.commands.ignore_reason), 👀 on receipt, authorize through
+the collaborator-permission endpoint, act, 🚀 when done; 😕 and a reply saying why when refused
+or failed. Replies carry a marker keyed by the comment id, so a rerun never answers twice.
+"""
+
+import datetime
+import os
+import tempfile
+from pathlib import Path
+
+from bot import commands, messages
+from bot.decide import KEEP, decide
+from bot.errors import BotError, RepoError
+from bot.github import StaleError
+from bot.publisher import STATUS_LABEL
+
+
+def _now():
+    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+
+
+class CommandHandler:
+    def __init__(self, gh, git, config, ledger, publisher, loop, bot_login="github-actions[bot]", events=None):
+        self.gh, self.git, self.config, self.ledger = gh, git, config, ledger
+        self.publisher, self.loop, self.bot_login = publisher, loop, bot_login
+        self.events = events or (lambda kind, **facts: None)
+
+    def reply(self, number, comment_id, kind, text):
+        key = f"{kind}-{comment_id}"
+        self.gh.comment_once(number, messages.comment(kind, text, key), key)
+
+    def handle(self, event, queue=False):
+        """Return (outcome, detail): ignored, refused, failed, queued or done.
+
+        queue=True: a retry or revert (GPU work) is recorded on the ledger branch and done by
+        the next `bot run` (`drain`), so a command is never lost to a cancelled pending job."""
+        reason = commands.ignore_reason(event, self.bot_login)
+        if reason:
+            return "ignored", reason
+        number, comment = event["issue"]["number"], event["comment"]
+        try:
+            command = commands.parse(comment["body"])
+        except commands.CommandError as exc:
+            self.gh.react(number, comment["id"], "confused")
+            self.reply(number, comment["id"], "refused", str(exc))
+            return "refused", str(exc)
+        if command is None:
+            return "ignored", "no command"
+        pr = self.gh.get_pr(number)
+        data = messages.parse_marker(pr.body)
+        if data is None and command.name != "help":
+            return "ignored", f"#{number} is not an autoresearch experiment PR"
+        self.gh.react(number, comment["id"], "eyes")
+        login = comment["user"]["login"]
+        allowed, why = commands.authorize(command, self.gh.permission(login))
+        if not allowed:
+            self.gh.react(number, comment["id"], "confused")
+            self.reply(number, comment["id"], "refused", f"@{login} {why}")
+            return "refused", why
+        if queue and command.name in QUEUED:
+            return self._enqueue(pr, data, command, comment)
+        return self._run(pr, data, command, comment)
+
+    def _run(self, pr, data, command, comment):
+        try:
+            detail = getattr(self, f"do_{command.name}")(pr, data, command, comment)
+        except BotError as exc:
+            self.gh.react(pr.number, comment["id"], "confused")
+            self.reply(pr.number, comment["id"], "failed", f"`/autoresearch {command.name}` failed: {exc}")
+            return "failed", str(exc)
+        self.gh.react(pr.number, comment["id"], "rocket")
+        return "done", detail
+
+    # ---- the request queue (on the ledger branch) ------------------------------------------
+
+    def _enqueue(self, pr, data, command, comment):
+        records = self.ledger.read()
+        if not any(r.get("kind") == "request" and r.get("comment_id") == comment["id"] for r in records):
+            self.ledger.append({"id": next_id(records), "kind": "request", "status": "note", "command": command.name,
+                                "argument": command.argument, "pr": pr.number, "comment_id": comment["id"],
+                                "by": comment["user"]["login"], "finished_at": _now()})
+        self.reply(pr.number, comment["id"], "queued", f"Queued: the next `bot run` does `/autoresearch {command.name}` "
+                   "first (🚀 when done).")
+        return "queued", f"{command.name} for #{pr.number}"
+
+    def drain(self):
+        """Do the queued requests, oldest first; each is done once even across kills."""
+        outcomes = []
+        for request in pending_requests(self.ledger.read()):
+            pr = self.gh.get_pr(request["pr"])
+            data = messages.parse_marker(pr.body)
+            comment = {"id": request["comment_id"], "user": {"login": request["by"]}, "request": request["id"]}
+            command = commands.Command(request["command"], request.get("argument", ""))
+            outcome = self._run(pr, data, command, comment) if data else ("failed", "no experiment marker")
+            records = self.ledger.read()
+            self.ledger.append({"id": next_id(records), "kind": "handled", "status": "note", "request": request["id"],
+                                "outcome": outcome[0], "detail": outcome[1], "finished_at": _now()})
+            outcomes.append(outcome)
+        if outcomes:
+            self.publisher.prepare()  # the tracking branch may have moved: start the loop from it
+        return outcomes
+
+    # ---- commands -------------------------------------------------------------------------
+
+    def do_help(self, pr, data, command, comment):
+        self.reply(pr.number, comment["id"], "help", "\n".join(f"- {c}" for c in messages.COMMANDS_HELP))
+        return "help posted"
+
+    def _direction(self, pr, data, command, comment, kind):
+        records = self.ledger.read()
+        from bot.ledger import next_experiment_id
+
+        self.ledger.append({"id": next_experiment_id(records), "kind": kind, "status": "note", "about": data["id"],
+                            "text": command.argument, "by": comment["user"]["login"], "pr": pr.number,
+                            "comment_id": comment["id"], "finished_at": _now()})
+        self.reply(pr.number, comment["id"], kind, f"Recorded for the proposer: {kind} — {command.argument}")
+        return f"{kind} recorded"
+
+    def do_reject(self, pr, data, command, comment):
+        return self._direction(pr, data, command, comment, "reject")
+
+    def do_try(self, pr, data, command, comment):
+        return self._direction(pr, data, command, comment, "try")
+
+    def do_revert(self, pr, data, command, comment):
+        """Undo a kept change on the tracking head, measured and recorded as an experiment.
+
+        A person asked for it, so it is applied whatever it measures (unless the run crashes)."""
+        if data.get("status") != KEEP or not pr.merged:
+            raise BotError(f"only a kept, merged change can be reverted; #{pr.number} is {data.get('status')}")
+        head = self.publisher.prepare()
+        records = self.ledger.read()
+        if any(r.get("kind") == "revert" and r.get("reverts") == data["id"] and r["status"] == KEEP for r in records):
+            return "already reverted"
+        reference = next((r for r in reversed(records) if r.get("status") == KEEP and r.get("commit") == head), None)
+        exp_id = next_id(records)
+        commit = self._reapply(data["commit"], data["parent"], head,
+                               f"Revert {data.get('description')}\n\nrevert of autoresearch experiment {int(data['id']):04d}")
+        result, key = self.loop.remeasure(exp_id, commit, head)
+        status = KEEP if result.status == "ok" and result.metric is not None else "crash"
+        delta = result.metric - reference["metric"] if reference and status == KEEP else None
+        reason = (f"reverted by @{comment['user']['login']}" + (f"; {delta:+.6f} vs the head" if delta is not None else "")
+                  if status == KEEP else f"the revert crashed: {result.reason}; nothing changed")
+        branch = f"{self.config.branches['experiment']}{exp_id:04d}"
+        self.publisher.push(branch, commit)
+        self.ledger.append({"id": exp_id, "kind": "revert", "reverts": data["id"], "commit": commit, "parent": head,
+                            "branch": branch, "description": f"revert {data.get('description')}", "status": status,
+                            "reason": reason, "evidence": {"delta": delta}, "metric_name": self.config.metric,
+                            "metric": result.metric if status == KEEP else None, "pr": pr.number,
+                            "key": dict(key, device=result.device), "finished_at": _now(),
+                            "request": comment.get("request"),
+                            "log_tail": result.log_tail if status != KEEP else ""})
+        if status != KEEP:
+            raise BotError(reason)
+        self.gh.fast_forward(self.publisher.tracking, commit, head)
+        self.gh.set_status(pr, "kept", extra=("reverted",))
+        self.reply(pr.number, comment["id"], "reverted",
+                   f"Reverted on `{self.publisher.tracking}` as experiment {exp_id:04d} ({commit[:7]}): "
+                   f"{self.config.metric} {result.metric:.6f}" + (f" ({delta:+.6f} vs the head)" if delta is not None else ""))
+        self.publisher.update_report(self.ledger.read())
+        return f"reverted as {exp_id:04d}"
+
+    def do_retry(self, pr, data, command, comment):
+        """Re-apply the change on the current tracking head, measure, pool, decide, publish."""
+        head = self.publisher.prepare()
+        self.publisher.ensure_commit(pr.number, data["commit"])
+        records = self.ledger.read()
+        reference = next((r for r in reversed(records) if r.get("status") == KEEP and r.get("commit") == head), None)
+        if reference is None:
+            raise BotError(f"the tracking head {head[:7]} has no measurement in the ledger: run `bot run` first")
+        same_base = data["parent"] == head
+        commit = data["commit"] if same_base else self._reapply(
+            data["parent"], data["commit"], head,
+            f"{data.get('description')}\n\nretry of autoresearch experiment {int(data['id']):04d} on {head[:7]}")
+        earlier = [s for s in data.get("samples") or [data.get("metric")] if s is not None] if same_base else []
+        result, key = self.loop.remeasure(data["id"], commit, head)
+        samples = earlier + ([result.metric] if result.status == "ok" and result.metric is not None else [])
+        mean = sum(samples) / len(samples) if samples else None
+        decision = decide(result.status, mean, reference["metric"], self.config.direction,
+                          self.config.decision_rule, result.reason)
+        retries = list(data.get("retries") or [])
+        retries.append({"status": decision.status, "reason": decision.reason, "samples": samples, "commit": commit,
+                        "base": head, "by": comment["user"]["login"]})
+        record = dict(data, id=next_id(records), kind="retry", retry_of=data["id"], commit=commit, parent=head,
+                      status=decision.status, reason=decision.reason, evidence=dict(decision.evidence, samples=samples),
+                      metric=mean, samples=samples, pr=pr.number, key=dict(key, device=result.device),
+                      finished_at=_now(), log_tail=result.log_tail if decision.status != KEEP else "",
+                      request=comment.get("request"))
+        if commit != data["commit"] or self.gh.branch_sha(data["branch"]) is None:
+            self._move_pr_head(data, commit)
+        self.ledger.append(record)
+        body = messages.pr_body(dict(record, id=data["id"]), reference, self.git.diff(head, commit, stat=True),
+                                record["log_tail"], retries=retries)
+        if decision.status == KEEP and pr.state == "closed":
+            self.gh.update_pr(pr, state="open")
+        self.gh.update_pr(pr, body=body)
+        self.gh.set_status(pr, STATUS_LABEL[decision.status])
+        if decision.status == KEEP:
+            try:
+                self.gh.fast_forward(self.publisher.tracking, commit, head)
+            except StaleError as exc:
+                raise BotError(f"kept, but not merged: {exc}. Comment `/autoresearch retry` again.") from None
+        else:
+            self.gh.update_pr(pr, state="closed")
+        self.publisher.update_report(self.ledger.read())
+        return f"retry {len(retries)}: {decision.status} ({decision.reason})"
+
+    def _reapply(self, old, new, head, message):
+        """The change old → new applied to `head`, as a new commit (a revert passes new → old)."""
+        patch = self.git.git("diff", "--binary", old, new)
+        with tempfile.TemporaryDirectory(prefix="autoresearch-retry-") as scratch:
+            env = {"GIT_INDEX_FILE": os.path.join(scratch, "index")}
+            Path(scratch, "change.patch").write_text(patch + "\n", encoding="utf-8")
+            self.git.git("read-tree", head, env=env)
+            try:
+                self.git.git("apply", "--cached", "--3way", str(Path(scratch, "change.patch")), env=env)
+            except RepoError as exc:
+                files = sorted({line[2:].strip(" '") for line in str(exc).splitlines() if line.startswith("U ")})
+                where = ", ".join(files) or str(exc).splitlines()[-1][:300]
+                raise BotError(f"the change no longer applies to the tracking head {head[:7]}: it conflicts in "
+                               f"{where} with changes kept since it was measured on {old[:7]}. "
+                               "Nothing was run; `/autoresearch try <idea>` asks the proposer to redo it on the new head") from None
+            tree = self.git.git("write-tree", env=env)
+        return self.git.git("commit-tree", tree, "-p", head, "-m", message)
+
+    def _move_pr_head(self, data, commit):
+        # The PR's branch moves to the re-applied commit; the old one stays reachable under an attempt ref.
+        branch = data["branch"]
+        if commit == data["commit"]:  # the branch was deleted (retention): restore it
+            self.publisher.push(branch, commit)
+            return
+        attempt = f"{branch}-attempt{len(data.get('retries') or []) + 1}"
+        self.publisher.push(attempt, data["commit"])
+        lease = data["commit"] if self.gh.branch_sha(branch) else ""
+        self.git.git("push", "--quiet", f"--force-with-lease=refs/heads/{branch}:{lease}",
+                     self.publisher.remote, f"{commit}:refs/heads/{branch}", env=self.publisher.push_env)
+
+
+QUEUED = ("retry", "revert")
+
+
+def pending_requests(records):
+    """Queued requests with neither a `handled` row nor a result row (a kill after the result)."""
+    done = {r.get("request") for r in records if r.get("kind") in ("handled", "retry", "revert")}
+    return [r for r in records if r.get("kind") == "request" and r["id"] not in done]
+
+
+def next_id(records):
+    from bot.ledger import next_experiment_id
+
+    return next_experiment_id(records)
