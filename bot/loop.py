@@ -13,11 +13,12 @@ import time
 from pathlib import Path
 
 from bot import __version__
-from bot.decide import CRASH, KEEP, decide
+from bot.decide import CRASH, KEEP
 from bot.errors import BotError, ProposalError, RepoError
 from bot.gitops import GitRepo  # noqa: F401  (the type the loop expects)
 from bot.ledger import next_experiment_id
 from bot.proposal import is_editable, validate
+from bot.replicates import head_values, judge, measure, segment_sigma
 from bot.runners import Experiment
 from gpu_jobs.job import file_sha256
 
@@ -160,11 +161,12 @@ class ResearchLoop:
 
     def _baseline(self, records, head):
         exp_id = self._next_id(records) if records else 0
-        self.events("baseline-start", id=exp_id, commit=head)
-        result = self._evaluate(exp_id, head)
+        self.events("baseline-start", id=exp_id, commit=head, replicates=self.config.replicates)
+        runs, result = measure(self._evaluate_seed, exp_id, head, self.config.seed, self.config.replicates)
         status = KEEP if result.status == "ok" else CRASH
         record = self._record(exp_id, "baseline", head, None, "baseline", "the tracking head as it is",
-                              None, None, result, status, result.reason or "baseline", {})
+                              None, None, result, status, result.reason or "baseline",
+                              {"n": len(runs), "sigma": segment_sigma([{"replicates": runs}])}, runs=runs)
         self.ledger.append(record)
         self.events("result", record=record)
         if status == CRASH:
@@ -201,16 +203,16 @@ class ResearchLoop:
         branch = f"{self.exp_prefix}{exp_id:04d}"
         self.git.create_branch(branch, commit)
         self.events("experiment-start", id=exp_id, description=proposal.description, commit=commit)
+        segment = self._segment(records)
         try:
-            result = self._evaluate(exp_id, commit)
+            decision, runs, result = judge(self._evaluate_seed, exp_id, commit,
+                                           head_values(reference, segment), segment_sigma(segment), self.config)
         except Interrupted:
             self.git.git("branch", "-D", branch)  # never measured: nothing to keep
             raise
-        decision = decide(result.status, result.metric, reference["metric"],
-                          self.config.direction, self.config.decision_rule, result.reason)
         record = self._record(exp_id, "experiment", commit, base, proposal.description,
                               proposal.rationale, proposal.change, digest, result,
-                              decision.status, decision.reason, decision.evidence, branch)
+                              decision.status, decision.reason, decision.evidence, branch, runs=runs)
         self.ledger.append(record)
         if decision.status == KEEP:
             self.git.move_branch(self.tracking, commit, base)
@@ -219,7 +221,12 @@ class ResearchLoop:
 
     # ---- one run --------------------------------------------------------------------------
 
-    def _evaluate(self, exp_id, commit):
+    def _evaluate_seed(self, exp_id, commit, seed, replicate):
+        if replicate:
+            self.events("replicate-start", id=exp_id, replicate=replicate, seed=seed)
+        return self._evaluate(exp_id, commit, seed, f"{exp_id:04d}-r{replicate}" if replicate else None)
+
+    def _evaluate(self, exp_id, commit, seed=None, log_name=None):
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"autoresearch-{exp_id:04d}-"))
@@ -229,9 +236,10 @@ class ResearchLoop:
                 id=exp_id, commit=commit, source_dir=str(source), work_dir=str(work),
                 command=self.config.command, metric=self.config.metric,
                 budget_seconds=float(self.config.budget_seconds),
-                timeout_seconds=self.config.effective_timeout, seed=int(self.config.seed),
+                timeout_seconds=self.config.effective_timeout,
+                seed=int(self.config.seed if seed is None else seed),
                 data=self.config.data, expected_harness=self.harness,
-                log_path=str(logs / f"{exp_id:04d}.log"))
+                log_path=str(logs / f"{log_name or f'{exp_id:04d}'}.log"))
             handle = self.runner.submit(experiment)
             try:
                 result = None
@@ -245,18 +253,21 @@ class ResearchLoop:
             shutil.rmtree(work, ignore_errors=True)
 
     def _record(self, exp_id, kind, commit, parent, description, rationale, change, digest,
-                result, status, reason, evidence, branch=None):
+                result, status, reason, evidence, branch=None, runs=None):
         key = dict(self.key, device=result.device)
+        values = [r["metric"] for r in runs or () if r["metric"] is not None]
+        metric = sum(values) / len(values) if values and status != CRASH else result.metric
         return {
             "id": exp_id, "kind": kind, "commit": commit, "parent": parent, "branch": branch,
             "description": description, "rationale": rationale, "change": change,
             "diff_hash": digest, "status": status, "reason": reason, "evidence": evidence,
-            "metric_name": self.config.metric, "metric": result.metric if status != CRASH else None,
+            "metric_name": self.config.metric, "metric": metric if status != CRASH else None,
             "metric_source": result.metric_source, "flags": list(result.flags),
             "summary": result.summary, "memory_gb": round((result.peak_memory_mb or 0) / 1024, 3),
             "run_status": result.status, "exit_code": result.exit_code, "runner": self.runner.name,
             "timings": result.timings, "cost_usd": result.cost_usd, "pr": None,
-            "seed": int(self.config.seed), "key": key, "finished_at": _now(),
+            "seed": runs[0]["seed"] if runs else int(self.config.seed), "replicates": runs or [],
+            "key": key, "finished_at": _now(),
             "log_tail": result.log_tail if status == CRASH else "",
             "log_path": str(self.state_dir / "logs" / f"{exp_id:04d}.log"),
         }
