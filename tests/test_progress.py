@@ -48,7 +48,7 @@ def test_report_stats():
 
 @pytest.mark.parametrize(
     "records, parts",
-    [(LEDGER, ["keep rate 25%", "head -0.100000 vs the first baseline (-4.8σ)", "noise σ 0.0210",
+    [(LEDGER, ["keep rate 25%", "head -0.100000 vs the first baseline (-4.8σ)", "noise σ 0.020967",
                "12 run(s), 1.9 min of compute, $0.90"]),
      ([rec(0, "baseline", "keep", 3.5, [], "baseline")], ["noise σ unknown", "1 run(s)"])],
     ids=["ledger", "baseline-only"],
