@@ -13,8 +13,9 @@ of them alike. A kept change's true gain is measured against its parent on the s
 (paired differences); it is a false keep when that gain is not significantly above zero
 (one-sided t test at 95%). The final head's gain is measured against the baseline.
 
-    python benchmarks/yield.py                      # 20 experiments per rule, 5 s budget (~25 min)
-    python benchmarks/yield.py --experiments 8 --reeval 3 --budget 4 --out /tmp/yield.md
+    python benchmarks/yield.py                      # 20 experiments per rule, 30-step runs (~25 min)
+    python benchmarks/yield.py --steps 0 --budget 5 # wall-clock runs: the machine's load is noise too
+    python benchmarks/yield.py --experiments 6 --reeval 3 --out /tmp/yield.md   # a quick look
 """
 
 import argparse
@@ -62,10 +63,27 @@ def paired(gains):
     return mean, (mean - half, mean + half), mean - t_quantile(T95, n - 1) * se > 0
 
 
-def make_repo(path):
+STEP_CLOCK = ("        training_time += dt\n",
+              "        training_time = (step - uncounted_steps + 1) / bench_steps * TIME_BUDGET  # step budget\n")
+
+
+def step_budget(text, steps):
+    """train.py with its wall clock replaced by a step count: TIME_BUDGET still shapes the
+    schedule, but exactly `steps` counted steps run, however busy the machine is. A lowercase
+    name, so the offline proposer never mutates it."""
+    if STEP_CLOCK[0] not in text or "training_time = 0.0\n" not in text:
+        raise SystemExit("train.py's training loop changed: update STEP_CLOCK in benchmarks/yield.py, "
+                         "or run with --steps 0 (wall clock)")
+    text = text.replace("training_time = 0.0\n", f"bench_steps = {int(steps)}\ntraining_time = 0.0\n", 1)
+    return text.replace(*STEP_CLOCK)
+
+
+def make_repo(path, steps=0):
     path.mkdir(parents=True)
     for name in ("train.py", "prepare.py"):
         shutil.copy(ROOT / name, path / name)
+    if steps:
+        (path / "train.py").write_text(step_budget((ROOT / "train.py").read_text(), steps))
     for command in (["init", "-q", "-b", "main"], ["add", "-A"],
                     ["-c", "user.name=bench", "-c", "user.email=bench@example.com", "commit", "-q", "-m", "start"]):
         subprocess.run(["git", *command], cwd=path, check=True)
@@ -80,7 +98,7 @@ def settings(args, rule):
 
 
 def run_rule(args, scratch, rule, log):
-    repo = make_repo(scratch / rule)
+    repo = make_repo(scratch / rule, args.steps)
     config = parse_config(settings(args, rule))
     ledger = Ledger(repo / ".autoresearch" / rule, config.metric)
 
@@ -164,7 +182,10 @@ def table(args, outcomes, fresh, elapsed):
                      f"{rate:.0%} | {false} | {false_rate} | {final} | {claimed:+.4f} |")
     out = ["# Yield: greedy vs noise-aware on the CPU train.py", "",
            f"Command: `{' '.join(shlex.quote(a) for a in ['python', 'benchmarks/yield.py', *sys.argv[1:]])}`  ",
-           f"Budget {args.budget:g} s per run, {args.experiments} experiments per rule, noise-aware with "
+           (f"Budget {args.steps} counted training steps per run (train.py's wall clock replaced by a step "
+            f"count in the benchmark's copy, so the machine's load does not change what a run trains)"
+            if args.steps else f"Budget {args.budget:g} s of wall clock per run") +
+           f", {args.experiments} experiments per rule, noise-aware with "
            f"{args.replicates} baseline replicates, z = {args.z:g}, at most {args.max_samples} runs per candidate; "
            f"re-evaluation on {args.reeval} fresh seeds ({args.reeval_seed}…); whole benchmark {elapsed / 60:.1f} min.", "",
            "Gains are val_bpb decreases (positive = better). \"False keep\": the kept change's gain over its "
@@ -184,10 +205,30 @@ def table(args, outcomes, fresh, elapsed):
     return "\n".join(out) + "\n"
 
 
+def plots(args, outcomes):
+    """progress.png of each rule's run next to the markdown, when matplotlib is installed."""
+    try:
+        from bot.plot import write_progress_png
+        from bot.progress import progress_points
+
+        lines = ["", "## Progress plots", ""]
+        for o in outcomes:
+            path = Path(args.out).with_name(f"{Path(args.out).stem}-{o['rule']}.png")
+            write_progress_png(progress_points(o["records"]), path, title=f"{o['rule']} ({f'{args.steps}-step' if args.steps else f'{args.budget:g} s'} CPU runs)")
+            lines.append(f"![{o['rule']}]({path.name})")
+        return "\n".join(lines) + "\n"
+    except Exception as exc:  # the table matters more than the pictures
+        return f"\n(progress plots not drawn: {exc})\n"
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiments", type=int, default=20, help="experiments per rule (default 20)")
-    parser.add_argument("--budget", type=float, default=5.0, help="training seconds per run (default 5)")
+    parser.add_argument("--steps", type=int, default=30,
+                        help="counted training steps per run, whatever the load (default 30); 0: the wall-clock "
+                             "budget, whose step count on a shared machine varies with its neighbours' load")
+    parser.add_argument("--budget", type=float, default=5.0,
+                        help="training seconds per run with --steps 0; with steps, the schedule's nominal length")
     parser.add_argument("--replicates", type=int, default=3, help="noise-aware baseline seeds (default 3)")
     parser.add_argument("--z", type=float, default=2.0, help="noise-aware z (default 2)")
     parser.add_argument("--max-samples", type=int, default=3, help="noise-aware runs per candidate (default 3)")
@@ -207,6 +248,7 @@ def main():
         outcomes = [run_rule(args, scratch, rule, log) for rule in args.rules.split(",")]
         fresh = reevaluate(args, outcomes, log)
         text = table(args, outcomes, fresh, time.monotonic() - started)
+        text += plots(args, outcomes)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     Path(args.out).write_text(text)
