@@ -7,9 +7,10 @@ per run; its `metric` is the mean of the finite ones. Records written before rep
 existed count as one sample, their `metric`.
 """
 
+import dataclasses
 import math
 
-from bot.decide import CONFIRM, CRASH, KEEP, NoiseParams, decide_runs, robust_sigma
+from bot.decide import CONFIRM, CRASH, DISCARD, KEEP, NoiseParams, decide_runs, robust_sigma
 
 
 def run_seed(base, exp_id, replicate):
@@ -72,7 +73,8 @@ def measure(evaluate, exp_id, commit, base_seed, count, first=0):
 
 def judge(evaluate, exp_id, commit, head, sigma, config):
     """Run a candidate until the rule decides; after a keep, top its runs up to `replicates`
-    so the new head's mean is measured like the baseline's. Returns (decision, runs, result)."""
+    so the new head's mean is measured like the baseline's, and keep only if the mean of all
+    its runs still wins. Returns (decision, runs, result)."""
     runs, values = [], []
     params = params_from(config)
     replicate = 0
@@ -94,5 +96,13 @@ def judge(evaluate, exp_id, commit, head, sigma, config):
             reason = (f"kept on {len(values)} run(s), then a replicate with seed {more[-1]['seed']} "
                       f"failed: {last.reason or last.status}; a change that fails on some seeds is not kept")
             decision = type(decision)(CRASH, reason, dict(decision.evidence, kept_before_replicate=True))
-            result = last
+            return decision, runs, last
+        # The top-up runs cost nothing extra to use: a keep won on a lucky first seed shows here.
+        every = [r["metric"] for r in runs if r["metric"] is not None]
+        again = decide_runs("ok", every, head, sigma, config.direction, config.decision_rule,
+                            dataclasses.replace(params, max_samples=len(every)))
+        if again.status != KEEP:
+            decision = type(decision)(
+                DISCARD, f"kept on {len(values)} run(s), but the mean of all {len(every)} is not: {again.reason}",
+                dict(again.evidence, first_decision={k: decision.evidence.get(k) for k in ("n", "value", "delta")}))
     return decision, runs, result

@@ -108,3 +108,27 @@ def test_replicate_seeds_reach_the_training_process(toy_repo):
     assert f"seed {run_seed(42, 0, 1)} budget" in (logs / "0000-r1.log").read_text()
     baseline = run.records()[0]
     assert baseline["evidence"] == {"n": 2, "sigma": 0.0}  # the toy is deterministic
+
+
+@pytest.mark.parametrize(
+    "rule, script, statuses",
+    [  # a first run of 3.30 wins clearly; the top-up runs 3.55, 3.56 show it was luck
+        ("noise-aware", [3.50, 3.52, 3.48, 3.30, 3.55, 3.56], ["keep", "discard"]),
+        ("greedy", [3.50, 3.52, 3.48, 3.30, 3.60, 3.62], ["keep", "discard"]),  # mean 3.507
+        ("noise-aware", [3.50, 3.52, 3.48, 3.30, 3.31, 3.29], ["keep", "keep"]),
+    ],
+    ids=["noise-aware-luck", "greedy-luck", "real"],
+)
+def test_a_keep_won_on_a_lucky_seed_is_undone_by_its_top_up(toy_repo, rule, script, statuses):
+    repo = toy_repo()
+    run = LoopRun(repo, decision_rule=rule, replicates=3)
+    run.run(iterations=1, runner=ScriptedRunner(script))
+    records = run.records()
+    assert [r["status"] for r in records] == statuses
+    assert len(records[1]["replicates"]) == 3
+    head = records[-1] if statuses[-1] == "keep" else records[0]
+    assert git(repo, "rev-parse", "autoresearch/default") == head["commit"]
+    if statuses[-1] == "discard":
+        assert "but the mean of all 3 is not" in records[1]["reason"]
+        assert records[1]["evidence"]["first_decision"]["n"] == 1
+        assert records[1]["evidence"]["n"] == 3
