@@ -101,8 +101,11 @@ def judge(evaluate, exp_id, commit, head, sigma, config):
         every = [r["metric"] for r in runs if r["metric"] is not None]
         again = decide_runs("ok", every, head, sigma, config.direction, config.decision_rule,
                             dataclasses.replace(params, max_samples=len(every)))
+        first = {k: decision.evidence.get(k) for k in ("n", "value", "delta")}
         if again.status != KEEP:
             decision = type(decision)(
                 DISCARD, f"kept on {len(values)} run(s), but the mean of all {len(every)} is not: {again.reason}",
-                dict(again.evidence, first_decision={k: decision.evidence.get(k) for k in ("n", "value", "delta")}))
+                dict(again.evidence, first_decision=first))
+        else:  # the evidence of record is the one on every run the head now stands on
+            decision = type(decision)(KEEP, again.reason, dict(again.evidence, first_decision=first))
     return decision, runs, result

@@ -61,7 +61,8 @@ def test_noise_aware_confirms_grey_candidates_and_re_measures_the_head(toy_repo)
     assert records[0]["metric"] == pytest.approx(3.50)
     assert records[1]["metric"] == pytest.approx(3.46) and records[1]["evidence"]["n"] == 3
     assert records[2]["metric"] == pytest.approx(3.30)
-    assert records[2]["evidence"]["n"] == 1  # decided on one run; the top-up re-measures the head
+    # decided on one run; the top-up re-measured it and the keep stands on all three
+    assert records[2]["evidence"]["first_decision"]["n"] == 1 and records[2]["evidence"]["n"] == 3
     last = records[3]["evidence"]
     assert last["best_before"] == pytest.approx(3.30) and last["n_before"] == 3
     assert last["sigma"] == pytest.approx(0.02 / (0.6744897501960817 * 2 ** 0.5))
