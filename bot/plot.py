@@ -15,6 +15,7 @@ def write_progress_png(data, path, metric="val_bpb", title="autoresearch progres
 
         matplotlib.use("Agg", force=True)
         from matplotlib import pyplot
+        from matplotlib.ticker import MaxNLocator
     except ImportError:
         raise BotError("progress.png needs matplotlib: pip install 'autoresearch-bot[report]' "
                        "(or run `bot report --no-plot` for the markdown only)") from None
@@ -34,9 +35,10 @@ def write_progress_png(data, path, metric="val_bpb", title="autoresearch progres
                           fontsize=7, rotation=20, color="#1f5f1f")
         axes.set_xlabel("experiment")
         axes.set_ylabel(metric)
-        n_kept = len(kept)
-        n_all = len(data["points"])
-        axes.set_title(f"{title}: {n_all} measured, {n_kept} kept")
+        experiments = [p for p in data["points"] if not p["baseline"]]
+        n_kept = sum(p["status"] == "keep" for p in experiments)
+        axes.set_title(f"{title}: {len(experiments)} experiments measured, {n_kept} kept")
+        axes.xaxis.set_major_locator(MaxNLocator(integer=True))
         axes.grid(True, alpha=0.3)
         axes.legend(loc="upper right")
         figure.tight_layout()

@@ -63,7 +63,8 @@ def progress_points(records):
         if r.get("kind") not in ("baseline", "experiment") or r.get("metric") is None:
             continue
         x = int(r["id"])
-        points.append({"x": x, "y": r["metric"], "status": r.get("status"), "n": len(sample_values(r))})
+        points.append({"x": x, "y": r["metric"], "status": r.get("status"), "n": len(sample_values(r)),
+                       "baseline": r.get("kind") == "baseline"})
         if r.get("status") == "keep":
             kept.append({"x": x, "y": r["metric"], "label": r.get("description") or ""})
             steps.append((x, r["metric"]))

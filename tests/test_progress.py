@@ -70,8 +70,9 @@ def test_run_seconds(record, seconds):
 
 def test_progress_points():
     data = progress_points(LEDGER)
-    assert [(p["x"], p["y"], p["status"], p["n"]) for p in data["points"]] == [
-        (0, 3.50, "keep", 3), (1, 3.53, "discard", 1), (2, 3.40, "keep", 3), (4, 3.45, "discard", 2)]
+    assert [(p["x"], p["y"], p["status"], p["n"], p["baseline"]) for p in data["points"]] == [
+        (0, 3.50, "keep", 3, True), (1, 3.53, "discard", 1, False), (2, 3.40, "keep", 3, False),
+        (4, 3.45, "discard", 2, False)]
     assert data["kept"] == [{"x": 0, "y": 3.50, "label": "baseline"}, {"x": 2, "y": 3.40, "label": "WIDTH 64 -> 32"}]
     assert data["best_line"] == [(0, 3.50), (2, 3.40), (4, 3.40)]  # held to the last experiment
 
