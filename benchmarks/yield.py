@@ -247,12 +247,16 @@ def main():
     try:
         outcomes = [run_rule(args, scratch, rule, log) for rule in args.rules.split(",")]
         fresh = reevaluate(args, outcomes, log)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        for o in outcomes:  # the ledgers behind the table, for anyone who wants to check it
+            shutil.copy(o["repo"] / ".autoresearch" / o["rule"] / "experiments.jsonl",
+                        Path(args.out).with_name(f"{Path(args.out).stem}-{o['rule']}.jsonl"))
         text = table(args, outcomes, fresh, time.monotonic() - started)
+        print(text, flush=True)
         text += plots(args, outcomes)
+        Path(args.out).write_text(text)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
-    Path(args.out).write_text(text)
-    print(text)
 
 
 if __name__ == "__main__":
