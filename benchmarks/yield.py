@@ -94,7 +94,7 @@ def settings(args, rule):
     return {"tag": rule, "runner": "local", "budget_seconds": args.budget, "data": "stdlib",
             "decision_rule": rule, "replicates": 1 if rule == "greedy" else args.replicates,
             "noise_z": args.z, "max_samples": args.max_samples, "seed": args.seed,
-            "max_consecutive_crashes": args.experiments + 1}
+            "max_consecutive_crashes": args.experiments + 1, "timeout_seconds": args.timeout}
 
 
 def run_rule(args, scratch, rule, log):
@@ -229,6 +229,9 @@ def main():
                              "budget, whose step count on a shared machine varies with its neighbours' load")
     parser.add_argument("--budget", type=float, default=5.0,
                         help="training seconds per run with --steps 0; with steps, the schedule's nominal length")
+    parser.add_argument("--timeout", type=float, default=240,
+                        help="seconds before a run counts as a crash (default 240: a step budget on a busy "
+                             "machine takes longer than its nominal seconds)")
     parser.add_argument("--replicates", type=int, default=3, help="noise-aware baseline seeds (default 3)")
     parser.add_argument("--z", type=float, default=2.0, help="noise-aware z (default 2)")
     parser.add_argument("--max-samples", type=int, default=3, help="noise-aware runs per candidate (default 3)")
