@@ -13,7 +13,7 @@ of them alike. A kept change's true gain is measured against its parent on the s
 (paired differences); it is a false keep when that gain is not significantly above zero
 (one-sided t test at 95%). The final head's gain is measured against the baseline.
 
-    python benchmarks/yield.py                      # 20 experiments per rule, 30-step runs (~25 min)
+    python benchmarks/yield.py                      # 20 experiments per rule, 20-step runs (25-40 min)
     python benchmarks/yield.py --steps 0 --budget 5 # wall-clock runs: the machine's load is noise too
     python benchmarks/yield.py --experiments 6 --reeval 3 --out /tmp/yield.md   # a quick look
 """
@@ -224,8 +224,8 @@ def plots(args, outcomes):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--experiments", type=int, default=20, help="experiments per rule (default 20)")
-    parser.add_argument("--steps", type=int, default=30,
-                        help="counted training steps per run, whatever the load (default 30); 0: the wall-clock "
+    parser.add_argument("--steps", type=int, default=20,
+                        help="counted training steps per run, whatever the load (default 20); 0: the wall-clock "
                              "budget, whose step count on a shared machine varies with its neighbours' load")
     parser.add_argument("--budget", type=float, default=5.0,
                         help="training seconds per run with --steps 0; with steps, the schedule's nominal length")

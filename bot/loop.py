@@ -111,6 +111,10 @@ class ResearchLoop:
             records = self.ledger.read()
         else:
             self.events("resume", reference=reference, experiments=len(records))
+            from bot.reproduce import top_up_head  # imports this module
+
+            if top_up_head(self, records, reference) is not None:
+                records = self.ledger.read()
         done, crashes, stop = 0, 0, None
         while stop is None:
             if iterations is not None and done >= iterations:

@@ -42,8 +42,23 @@ def reproduce(loop, exp_id, runs=2):
         differ = sorted(k for k in set(stored) | set(loop.key) if stored.get(k) != loop.key.get(k))
         raise BotError(f"experiment {int(exp_id):04d} was measured under other settings ({', '.join(differ)} "
                        "differ): its numbers cannot be pooled with new runs; rerun with the settings it used")
+    return record_runs(loop, records, target, runs)
+
+
+def top_up_head(loop, records, reference):
+    """On resume, measure the tracking head until it has `replicates` runs (a ledger from
+    before replicates, or a raised setting): "best before" is always a mean over replicates."""
+    missing = int(loop.config.replicates) - len(head_values(reference, records))
+    if missing <= 0 or loop.config.decision_rule != "noise-aware":
+        return None
+    return record_runs(loop, records, reference, missing)
+
+
+def record_runs(loop, records, target, runs):
+    """Run `target`'s commit `runs` times with fresh seeds; append and return the pooled row."""
+    exp_id = int(target["id"])
     new_id = loop._next_id(records)
-    loop.events("reproduce-start", id=new_id, of=int(exp_id), runs=runs, commit=target["commit"])
+    loop.events("reproduce-start", id=new_id, of=exp_id, runs=runs, commit=target["commit"])
     # replicate numbers from 1: never the configured seed, fresh for this row's id
     new_runs, result = measure(loop._evaluate_seed, new_id, target["commit"], loop.config.seed, runs, first=1)
     segment = [r for r in records if same_segment(r, loop.key)]

@@ -66,3 +66,18 @@ def test_reproduce_command_on_real_runs(toy_repo):
     result = runner.invoke(cli, ["reproduce", "0", "--local", "--budget", "1", "--runs", "1", "--repo", str(repo)])
     assert result.exit_code == 0, result.output
     assert "Reproducing 0000" in result.output and "pooled 3 run(s)" in result.output
+
+
+def test_resume_measures_a_head_with_too_few_runs_before_the_next_experiment(toy_repo):
+    repo = toy_repo()
+    LoopRun(repo, replicates=1).run(iterations=0, runner=ScriptedRunner([3.50]))  # one-run baseline
+    again = LoopRun(repo, replicates=3)
+    runner = ScriptedRunner([3.52, 3.48, 3.60])
+    again.run(iterations=1, runner=runner)
+    records = again.records()
+    assert [(r["kind"], r["status"]) for r in records] == [
+        ("baseline", "keep"), ("reproduce", "reproduced"), ("experiment", "discard")]
+    assert records[1]["of"] == 0 and len(records[1]["replicates"]) == 2
+    assert records[2]["evidence"]["n_before"] == 3
+    assert records[2]["evidence"]["best_before"] == pytest.approx(3.50)
+    assert "reproduce-start" in again.kinds()
