@@ -82,6 +82,12 @@ def _printer(bar, metric):
         elif kind == "experiment-start":
             click.echo(f"Experiment {facts['id']:04d}: {facts['description']}")
             bar.start(facts["description"])
+        elif kind == "replicate-start":
+            click.echo(f"  run {facts['replicate'] + 1} of {facts['id']:04d} with seed {facts['seed']}")
+            bar.start(f"replicate {facts['replicate'] + 1}")
+        elif kind == "reproduce-start":
+            click.echo(f"Reproducing {facts['of']:04d} ({facts['commit'][:7]}) with {facts['runs']} fresh seed(s) "
+                       f"as {facts['id']:04d}")
         elif kind == "proposal-refused":
             click.echo(f"  refused proposal ({facts['description']}): {facts['reason']}")
         elif kind == "result":
@@ -204,9 +210,12 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
 
 
 def _status_text(ledger, config):
+    from bot.progress import report_stats, stats_line
     from bot.report import status_table
 
-    return status_table(ledger.read(), config.metric, config.direction)
+    records = ledger.read()
+    text = status_table(records, config.metric, config.direction)
+    return text + ("\n" + stats_line(report_stats(records, config.direction)) if records else "")
 
 
 @cli.command()
@@ -229,6 +238,85 @@ def status(tag, repo, config_path):
     click.echo(_status_text(ledger, config))
     for warning in ledger.warnings:
         click.echo(f"warning: {warning}", err=True)
+
+
+@cli.command()
+@click.argument("experiment_id", type=int)
+@click.option("--runs", default=2, show_default=True, type=click.IntRange(min=1), help="Fresh seeds to run.")
+@click.option("--local", "local", is_flag=True, help="Train on this machine (its GPU, else the CPU).")
+@click.option("--budget", type=click.FloatRange(min=0, min_open=True), help="Training seconds (must match the experiment's).")
+@click.option("--tag", help="Run name (default: tag in autoresearch.yaml, else `default`).")
+@click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file.")
+@_friendly_errors
+def reproduce(experiment_id, runs, local, budget, tag, repo, config_path):
+    """Re-run experiment EXPERIMENT_ID's exact commit with fresh seeds and pool the samples.
+
+    The pooled mean is compared with the experiment's parent under the noise-aware rule and
+    recorded as a `reproduced` ledger row; no branch moves. Reproducing the tracking head
+    adds its runs to "best before".
+
+    \b
+    Examples:
+      bot reproduce 7 --local --budget 15            # two more seeds for experiment 0007
+      bot reproduce 0 --local --budget 15 --runs 4   # tighten the baseline's noise floor
+    """
+    from bot.ledger import Ledger
+    from bot.loop import ResearchLoop
+    from bot.reproduce import reproduce as run_reproduce
+
+    git, config = _open(repo, config_path, budget_seconds=budget, tag=tag, runner="local" if local else None)
+    if config.runner != "local":
+        raise BotError("the Modal runner is not available yet: run with --local to train on this machine")
+    from bot.runners.local import LocalRunner
+
+    bar = ProgressBar()
+    ledger = Ledger(_ledger_dir(git.root, config), config.metric)
+    loop = ResearchLoop(config, git, LocalRunner(on_line=bar.on_line), None, ledger,
+                        events=_printer(bar, config.metric))
+    row = run_reproduce(loop, experiment_id, runs)
+    click.echo(f"{int(row['id']):04d}: {row['reason']}")
+
+
+@cli.command()
+@click.option("--out", type=click.Path(file_okay=False), help="Folder for report.md and progress.png (default: the ledger's).")
+@click.option("--no-plot", is_flag=True, help="Write only the markdown (no matplotlib needed).")
+@click.option("--tag", help="Run name (default: tag in autoresearch.yaml, else `default`).")
+@click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file.")
+@_friendly_errors
+def report(out, no_plot, tag, repo, config_path):
+    """Write progress.png (every experiment a point, kept ones labelled, the head as a step
+    line) and report.md (headline numbers and a table), and print the markdown.
+
+    \b
+    Examples:
+      bot report                       # into .autoresearch/<tag>/
+      bot report --out docs/ --no-plot
+    """
+    from pathlib import Path
+
+    from bot.ledger import Ledger
+    from bot.progress import markdown_report, progress_points
+
+    git, config = _open(repo, config_path, tag=tag)
+    ledger = Ledger(_ledger_dir(git.root, config), config.metric)
+    records = ledger.read()
+    if not records:
+        raise BotError("the ledger is empty: run `bot run --local` first")
+    folder = Path(out) if out else ledger.directory
+    folder.mkdir(parents=True, exist_ok=True)
+    image = None
+    if not no_plot:
+        from bot.plot import write_progress_png
+
+        write_progress_png(progress_points(records), folder / "progress.png", config.metric,
+                           f"autoresearch {config.tag}")
+        image = "progress.png"
+    text = markdown_report(records, config.metric, config.direction, image=image)
+    (folder / "report.md").write_text(text, encoding="utf-8")
+    click.echo(text)
+    click.echo(f"Wrote {folder / 'report.md'}" + (f" and {folder / 'progress.png'}" if image else ""))
 
 
 from bot import cli_github  # noqa: E402  (GitHub-mode commands, registered on `cli`)

@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from bot import commands, messages
-from bot.decide import KEEP, decide
+from bot.decide import CONFIRM, DISCARD, KEEP, Decision, decide_runs
 from bot.errors import BotError, RepoError
 from bot.github import StaleError
 from bot.publisher import STATUS_LABEL
@@ -162,6 +162,21 @@ class CommandHandler:
         self.publisher.update_report(self.ledger.read())
         return f"reverted as {exp_id:04d}"
 
+    def _decide_pooled(self, result, samples, reference, records, key):
+        """The configured rule on every sample of this diff on this base, never the last one alone:
+        retrying until lucky only adds evidence. Still inside the noise → discard for now."""
+        from bot.loop import same_segment
+        from bot.replicates import head_values, params_from, segment_sigma
+
+        segment = [r for r in records if same_segment(r, {k: v for k, v in key.items() if k != "device"})]
+        decision = decide_runs(result.status, samples, head_values(reference, records), segment_sigma(segment),
+                               self.config.direction, self.config.decision_rule, params_from(self.config),
+                               result.reason)
+        if decision.status == CONFIRM:
+            return Decision(DISCARD, decision.reason + " — `/autoresearch retry` again adds a sample",
+                            decision.evidence)
+        return decision
+
     def do_retry(self, pr, data, command, comment):
         """Re-apply the change on the current tracking head, measure, pool, decide, publish."""
         head = self.publisher.prepare()
@@ -178,8 +193,7 @@ class CommandHandler:
         result, key = self.loop.remeasure(data["id"], commit, head)
         samples = earlier + ([result.metric] if result.status == "ok" and result.metric is not None else [])
         mean = sum(samples) / len(samples) if samples else None
-        decision = decide(result.status, mean, reference["metric"], self.config.direction,
-                          self.config.decision_rule, result.reason)
+        decision = self._decide_pooled(result, samples, reference, records, key)
         retries = list(data.get("retries") or [])
         retries.append({"status": decision.status, "reason": decision.reason, "samples": samples, "commit": commit,
                         "base": head, "by": comment["user"]["login"]})

@@ -17,7 +17,7 @@ CONFIG_FILE = "autoresearch.yaml"
 RUNNERS = ("local", "modal")
 PROPOSERS = ("offline", "anthropic")
 DIRECTIONS = ("minimize", "maximize")
-DECISION_RULES = ("greedy",)
+DECISION_RULES = ("noise-aware", "greedy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,7 +40,11 @@ class Config:
     model: str = "claude-sonnet-4-5"
     program: str = "program.md"
     data: str = "auto"
-    decision_rule: str = "greedy"
+    decision_rule: str = "noise-aware"
+    replicates: int = 3  # seeds the tracking head is measured with (baseline, and after each keep)
+    noise_z: float = 2.0  # noise-aware: a keep must clear z standard errors of the delta
+    min_delta: float = 0.0  # noise-aware: and at least this much
+    max_samples: int = 3  # noise-aware: runs of one candidate at most (1 + confirmations)
     max_consecutive_crashes: int = 5
     max_usd: float = None
     seed: int = 42
@@ -63,14 +67,15 @@ _TYPES = {
     "tag": str, "editable": tuple, "harness": tuple, "command": str, "metric": str,
     "direction": str, "budget_seconds": float, "timeout_seconds": float, "runner": str,
     "gpu": str, "parallel": int, "proposer": str, "model": str, "program": str, "data": str,
-    "decision_rule": str, "max_consecutive_crashes": int, "max_usd": float, "seed": int,
+    "decision_rule": str, "replicates": int, "noise_z": float, "min_delta": float,
+    "max_samples": int, "max_consecutive_crashes": int, "max_usd": float, "seed": int,
     "metric_regex": str, "gate": str, "gate_timeout_seconds": float,
 }
 _CHOICES = {"runner": RUNNERS, "proposer": PROPOSERS, "direction": DIRECTIONS,
             "decision_rule": DECISION_RULES}
 _OPTIONAL = {"timeout_seconds", "max_usd", "metric_regex", "gate"}
 _POSITIVE = {"budget_seconds", "timeout_seconds", "parallel", "max_consecutive_crashes",
-             "gate_timeout_seconds"}
+             "gate_timeout_seconds", "replicates", "max_samples"}
 ENV_PREFIX = "AUTORESEARCH_"
 
 

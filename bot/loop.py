@@ -14,10 +14,11 @@ import time
 from pathlib import Path
 
 from bot import __version__
-from bot.decide import CRASH, GATE_FAILED, KEEP, decide
+from bot.decide import CRASH, GATE_FAILED, KEEP
 from bot.errors import BotError, ProposalError, RepoError
 from bot.ledger import next_experiment_id
 from bot.proposal import is_editable, validate
+from bot.replicates import head_values, judge, measure, segment_sigma
 from bot.runners import Experiment
 
 PROPOSAL_ATTEMPTS = 3
@@ -109,6 +110,10 @@ class ResearchLoop:
             records = self.ledger.read()
         else:
             self.events("resume", reference=reference, experiments=len(records))
+            from bot.reproduce import top_up_head  # imports this module
+
+            if top_up_head(self, records, reference) is not None:
+                records = self.ledger.read()
         done, crashes, stop = 0, 0, None
         while stop is None:
             if iterations is not None and done >= iterations:
@@ -159,11 +164,12 @@ class ResearchLoop:
 
     def _baseline(self, records, head):
         exp_id = self._next_id(records) if records else 0
-        self.events("baseline-start", id=exp_id, commit=head)
-        result = self._evaluate(exp_id, head)
+        self.events("baseline-start", id=exp_id, commit=head, replicates=self.config.replicates)
+        runs, result = measure(self._evaluate_seed, exp_id, head, self.config.seed, self.config.replicates)
         status = {"ok": KEEP, GATE_FAILED: GATE_FAILED}.get(result.status, CRASH)
         record = self._record(exp_id, "baseline", head, None, "baseline", "the tracking head as it is",
-                              None, None, result, status, result.reason or "baseline", {})
+                              None, None, result, status, result.reason or "baseline",
+                              {"n": len(runs), "sigma": segment_sigma([{"replicates": runs}])}, runs=runs)
         self.ledger.append(record)
         self.events("result", record=record)
         if status == GATE_FAILED:
@@ -208,16 +214,16 @@ class ResearchLoop:
         self.events("experiment-start", id=exp_id, description=proposal.description, commit=commit)
         pr = self.publisher.started(exp_id, branch, commit, base, proposal.description,
                                     proposal.rationale) if self.publisher else None
+        segment = self._segment(records)
         try:
-            result = self._evaluate(exp_id, commit)
+            decision, runs, result = judge(self._evaluate_seed, exp_id, commit,
+                                           head_values(reference, segment), segment_sigma(segment), self.config)
         except Interrupted:
             self.git.git("branch", "-D", branch)  # never measured: nothing to keep
             raise
-        decision = decide(result.status, result.metric, reference["metric"],
-                          self.config.direction, self.config.decision_rule, result.reason)
         record = self._record(exp_id, "experiment", commit, base, proposal.description,
                               proposal.rationale, proposal.change, digest, result,
-                              decision.status, decision.reason, decision.evidence, branch)
+                              decision.status, decision.reason, decision.evidence, branch, runs=runs)
         record["pr"] = pr
         if self.publisher:  # a gain too large to trust is held for a human (needs-review)
             record = self.publisher.guard(record, reference)
@@ -237,7 +243,12 @@ class ResearchLoop:
 
     # ---- one run --------------------------------------------------------------------------
 
-    def _evaluate(self, exp_id, commit):
+    def _evaluate_seed(self, exp_id, commit, seed, replicate):
+        if replicate:
+            self.events("replicate-start", id=exp_id, replicate=replicate, seed=seed)
+        return self._evaluate(exp_id, commit, seed, f"{exp_id:04d}-r{replicate}" if replicate else None)
+
+    def _evaluate(self, exp_id, commit, seed=None, log_name=None):
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix=f"autoresearch-{exp_id:04d}-"))
@@ -247,9 +258,10 @@ class ResearchLoop:
                 id=exp_id, commit=commit, source_dir=str(source), work_dir=str(work),
                 command=self.config.command, metric=self.config.metric,
                 budget_seconds=float(self.config.budget_seconds),
-                timeout_seconds=self.config.effective_timeout, seed=int(self.config.seed),
+                timeout_seconds=self.config.effective_timeout,
+                seed=int(self.config.seed if seed is None else seed),
                 data=self.config.data, expected_harness=self.harness,
-                log_path=str(logs / f"{exp_id:04d}.log"), metric_regex=self.config.metric_regex,
+                log_path=str(logs / f"{log_name or f'{exp_id:04d}'}.log"), metric_regex=self.config.metric_regex,
                 gate=self.config.gate, gate_timeout_seconds=float(self.config.gate_timeout_seconds))
             handle = self.runner.submit(experiment)
             try:
@@ -264,18 +276,21 @@ class ResearchLoop:
             shutil.rmtree(work, ignore_errors=True)
 
     def _record(self, exp_id, kind, commit, parent, description, rationale, change, digest,
-                result, status, reason, evidence, branch=None):
+                result, status, reason, evidence, branch=None, runs=None):
         key = dict(self.key, device=result.device)
+        values = [r["metric"] for r in runs or () if r["metric"] is not None]
+        metric = sum(values) / len(values) if values and status != CRASH else result.metric
         return {
             "id": exp_id, "kind": kind, "commit": commit, "parent": parent, "branch": branch,
             "description": description, "rationale": rationale, "change": change,
             "diff_hash": digest, "status": status, "reason": reason, "evidence": evidence,
-            "metric_name": self.config.metric, "metric": result.metric if status != CRASH else None,
+            "metric_name": self.config.metric, "metric": metric if status != CRASH else None,
             "metric_source": result.metric_source, "flags": list(result.flags),
             "summary": result.summary, "memory_gb": round((result.peak_memory_mb or 0) / 1024, 3),
             "run_status": result.status, "exit_code": result.exit_code, "runner": self.runner.name,
             "timings": result.timings, "cost_usd": result.cost_usd, "pr": None,
-            "seed": int(self.config.seed), "key": key, "finished_at": _now(),
+            "seed": runs[0]["seed"] if runs else int(self.config.seed), "replicates": runs or [],
+            "key": key, "finished_at": _now(),
             "log_tail": result.log_tail if status in (CRASH, GATE_FAILED) else "",
             "log_path": str(self.state_dir / "logs" / f"{exp_id:04d}.log"),
         }

@@ -80,7 +80,7 @@ def _seed_only(base_files, proposal_files):
         line
         for path, text in proposal_files.items()
         for line in changed_lines(base_files.get(path) or "", text)
-        if line[1:].strip()
+        if line[1:].strip() and not line[1:].strip().startswith("#")  # comments change no run
     ]
     return bool(lines) and all(_SEED_WORD.search(line) for line in lines)
 

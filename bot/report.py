@@ -25,8 +25,12 @@ def current_segment(records):
 
 
 def _delta(record):
-    delta = (record.get("evidence") or {}).get("delta")
-    return f"{delta:+.6f}" if isinstance(delta, (int, float)) else ""
+    evidence = record.get("evidence") or {}
+    delta, in_sigma = evidence.get("delta"), evidence.get("delta_sigma")
+    text = f"{delta:+.6f}" if isinstance(delta, (int, float)) else ""
+    if text and isinstance(in_sigma, (int, float)):
+        text += f" ({in_sigma:+.1f}σ)"
+    return text
 
 
 def status_table(records, metric="val_bpb", direction="minimize", width=60):

@@ -117,7 +117,8 @@ class GitHubWorld:
         from github_api.server import FakeGitHub
 
         files = {"train.py": TOY_TRAIN.format(behaviour=behaviour),
-                 "autoresearch.yaml": "budget_seconds: 1\ntimeout_seconds: 30\nharness: []\n"}
+                 "autoresearch.yaml": ("budget_seconds: 1\ntimeout_seconds: 30\nharness: []\n"
+                                      "decision_rule: greedy\nreplicates: 1\n")}  # GitHub behaviour, not the rule
         self.work = make_repo(tmp_path / "work", files)
         self.bare = tmp_path / "bare.git"
         git(tmp_path, "clone", "-q", "--bare", str(self.work), str(self.bare))
@@ -169,3 +170,34 @@ def pytest_terminal_summary(terminalreporter):
             f"GitHub contract: {sum(validated.values())} request/response pairs validated over "
             f"{len(validated)} of {total} pinned operations; allowlisted deviations used: "
             + ", ".join(f"{k} x{v}" for k, v in sorted(CONTRACT_TOTALS["deviations"].items())))
+
+
+class ScriptedRunner:
+    """Answers each submitted run with the next scripted metric (None: the run crashes) and
+    records the seeds it was given: decision sequences without training anything."""
+
+    name = "scripted"
+
+    def __init__(self, metrics):
+        self.metrics = list(metrics)
+        self.seeds = []
+
+    def submit(self, experiment):
+        from bot.runners import RunResult
+
+        self.seeds.append(experiment.seed)
+        if not self.metrics:
+            raise AssertionError("the loop asked for more runs than the test scripted")
+        value = self.metrics.pop(0)
+        result = (RunResult(status="ok", metric=value, summary={"val_bpb": value}, device="cpu",
+                            timings={"total_s": 1.0})
+                  if value is not None else
+                  RunResult(status="crash", reason="exited with code 1", device="cpu", timings={"total_s": 1.0}))
+
+        class Handle:
+            def result(self, timeout=None):
+                return result
+
+            def cancel(self):
+                pass
+        return Handle()

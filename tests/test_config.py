@@ -16,7 +16,7 @@ def test_defaults():
     assert config.harness == ("prepare.py",)
     assert config.metric == "val_bpb" and config.direction == "minimize"
     assert config.budget_seconds == 300.0 and config.timeout_seconds is None
-    assert config.proposer == "offline" and config.decision_rule == "greedy"
+    assert config.proposer == "offline" and config.decision_rule == "noise-aware" and config.replicates == 3
     assert parse_config(None) == Config()
 
 
