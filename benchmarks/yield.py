@@ -1,11 +1,12 @@
 """Yield of the decision rules: how many kept changes are real, and what the final head gains.
 
-Runs the real loop (real git repository, offline proposer, local runner, this repository's
-train.py and prepare.py on the CPU) twice from the same start: once with `greedy` and one
-baseline run (autoresearch's rule), once with `noise-aware` and `--replicates` baseline seeds.
-Both use the same proposer seed and the same run seeds (replicate 0 of every run uses the
-configured seed; confirmations and replicates draw fresh ones). The proposal sequences are
-identical until the rules first disagree; after that each proposer builds on its own head.
+Runs the real loop (real git repository, local runner, this repository's train.py and
+prepare.py on the CPU) twice from the same start: once with `greedy` and one baseline run
+(autoresearch's rule), once with `noise-aware` and `--replicates` baseline seeds. Both get the
+same proposal sequence (by default one fixed, shuffled list of constant changes, each applied
+to whatever the head is by then; `--proposals offline` uses the history-aware proposer, whose
+sequences part ways at the rules' first different decision) and the same run seeds (replicate
+0 of every run uses the configured seed; confirmations and replicates draw fresh ones).
 
 Then every kept commit of both runs, the final heads and the baseline are re-evaluated on
 `--reeval` fresh seeds, interleaved seed by seed so load drift on a shared machine hits all
@@ -97,6 +98,58 @@ def settings(args, rule):
             "max_consecutive_crashes": args.experiments + 1, "timeout_seconds": args.timeout}
 
 
+# Constants that change what one step costs are left out of the scripted list: both rules
+# then spend comparable compute per run, and the comparison is about decisions, not speed.
+STEP_COST = {"CPU_MODEL_DIM", "CPU_DEPTH", "CPU_N_HEAD", "CPU_DEVICE_BATCH_SIZE", "CPU_TOTAL_BATCH_SIZE",
+             "MLP_RATIO"}
+
+
+def scripted_changes(text, seed):
+    """One fixed, shuffled list of (constant, new literal) from train.py's CPU constants, the
+    nearest untried values first: the proposal sequence both rules get, in the same order."""
+    import random
+
+    from bot.proposers.offline import _active, candidate_values, find_constants, format_value
+
+    changes = []
+    for constant in _active(find_constants("train.py", text), "cpu"):
+        if constant.name in STEP_COST:
+            continue
+        for value in candidate_values(constant.name, constant.value)[:2]:
+            changes.append((constant.name, format_value(value, constant.literal)))
+    random.Random(seed).shuffle(changes)
+    return changes
+
+
+class ScriptedProposer:
+    """Proposes the scripted changes in order on whatever the head is now (history-blind), so
+    greedy and noise-aware see exactly the same sequence of ideas."""
+
+    name = "scripted"
+
+    def __init__(self, changes):
+        self.changes = list(changes)
+
+    def propose(self, base_files, history, device=None, experiment_id=0, avoid=()):
+        from bot.errors import ProposalError
+        from bot.proposal import Proposal
+        from bot.proposers.offline import find_constants
+
+        while self.changes:
+            name, literal = self.changes.pop(0)
+            text = base_files["train.py"]
+            constant = next((c for c in find_constants("train.py", text) if c.name == name), None)
+            if constant is None or constant.literal == literal:
+                continue
+            lines = text.split("\n")
+            row = lines[constant.line - 1]
+            lines[constant.line - 1] = row[:constant.start] + literal + row[constant.end:]
+            return Proposal(f"{name} {constant.literal} -> {literal}", "scripted for the yield benchmark",
+                            {"train.py": "\n".join(lines)},
+                            {"file": "train.py", "name": name, "old": constant.literal, "new": literal})
+        raise ProposalError("the scripted proposal list is used up")
+
+
 def run_rule(args, scratch, rule, log):
     repo = make_repo(scratch / rule, args.steps)
     config = parse_config(settings(args, rule))
@@ -110,7 +163,11 @@ def run_rule(args, scratch, rule, log):
             log(f"  [{rule}] {int(r['id']):04d} {r['status']:<7} {value} n={n} {r['description']}")
 
     started = time.monotonic()
-    loop = ResearchLoop(config, GitRepo(repo), LocalRunner(), OfflineProposer(config.seed), ledger, events=events)
+    if args.proposals == "scripted":
+        proposer = ScriptedProposer(scripted_changes((repo / "train.py").read_text(), args.seed))
+    else:  # history-aware: the two rules' sequences part ways at their first different decision
+        proposer = OfflineProposer(config.seed)
+    loop = ResearchLoop(config, GitRepo(repo), LocalRunner(), proposer, ledger, events=events)
     loop.run(iterations=args.experiments)
     records = ledger.read()
     runs = [run for r in records for run in r.get("replicates") or ()]
@@ -239,6 +296,9 @@ def main():
     parser.add_argument("--seed", type=int, default=42, help="proposer and first-run seed (default 42)")
     parser.add_argument("--reeval-seed", type=int, default=1001, help="first fresh seed (default 1001)")
     parser.add_argument("--rules", default="greedy,noise-aware", help="comma-separated (default both)")
+    parser.add_argument("--proposals", choices=("scripted", "offline"), default="scripted",
+                        help="scripted (default): one fixed shuffled list of constant changes, the same for "
+                             "both rules; offline: the history-aware proposer (sequences diverge)")
     parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "yield.md"))
     args = parser.parse_args()
     started = time.monotonic()

@@ -131,6 +131,43 @@ def _history(records):
     return tried, kept_direction, tries
 
 
+_TRY = re.compile(r"\b([A-Z][A-Z0-9_]*)\b(?:\s*(?:=|->|→|\bto\b)?\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?))?")
+
+
+def _same_number(a, b):
+    try:
+        return float(a) == float(b)
+    except (TypeError, ValueError):
+        return False
+
+
+def human_direction(records):
+    """People's `/autoresearch try` and `reject` notes from the ledger.
+
+    Returns (wanted, rejected): wanted lists the (name, value or None, who) of `try` notes
+    that no later experiment has carried out yet; rejected maps a constant to the direction
+    (+1 up, -1 down) of a change someone rejected: that way is not proposed again.
+    """
+    by_id = {r.get("id"): r for r in records}
+    wanted, rejected = [], {}
+    for index, record in enumerate(records):
+        if record.get("kind") == "reject":
+            change = (by_id.get(record.get("about")) or {}).get("change") or {}
+            try:
+                rejected[change["name"]] = 1 if float(change["new"]) > float(change["old"]) else -1
+            except (KeyError, TypeError, ValueError):
+                pass
+        elif record.get("kind") == "try":
+            match = _TRY.search(record.get("text") or "")
+            if not match:
+                continue
+            name, value = match.group(1), match.group(2)
+            later = [r.get("change") or {} for r in records[index + 1:]]
+            if not any(c.get("name") == name and (value is None or _same_number(c.get("new"), value)) for c in later):
+                wanted.append((name, value, record.get("by")))
+    return wanted, rejected
+
+
 class OfflineProposer:
     name = "offline"
 
@@ -141,6 +178,13 @@ class OfflineProposer:
         """One Proposal that changes one constant; ProposalError when nothing is left to try."""
         rng = random.Random(f"{self.seed}:{experiment_id}")
         tried, kept_direction, tries = _history(history)
+        wanted, rejected = human_direction(history)
+        for name in rejected:
+            kept_direction.pop(name, None)
+        asked = self._asked(base_files, wanted, tried, avoid)
+        if asked:
+            return asked
+        boosted = {name for name, value, _ in wanted if value is None}
         options = []
         for path in sorted(base_files):
             if not path.endswith(".py"):
@@ -160,7 +204,9 @@ class OfflineProposer:
                         continue  # rounding pushed a beta to 1.0
                     if (constant.name, literal) in avoid:
                         continue
-                    score = tries.get(constant.name, 0) - (2 if direction else 0)
+                    if constant.name in rejected and (value > constant.value) == (rejected[constant.name] > 0):
+                        continue  # a person rejected moving this constant this way
+                    score = tries.get(constant.name, 0) - (2 if direction else 0) - (5 if constant.name in boosted else 0)
                     options.append((score, rng.random(), constant, literal))
                     break  # the best untried value of this constant
         if not options:
@@ -171,6 +217,21 @@ class OfflineProposer:
             )
         _, _, constant, literal = min(options, key=lambda option: option[:2])
         return self._proposal(base_files, constant, literal, tries.get(constant.name, 0), kept_direction)
+
+    def _asked(self, base_files, wanted, tried, avoid):
+        """The oldest `/autoresearch try NAME VALUE` that can still be done, as a Proposal."""
+        for name, value, who in wanted:
+            if value is None:
+                continue
+            for path in sorted(p for p in base_files if p.endswith(".py")):
+                constant = next((c for c in find_constants(path, base_files[path]) if c.name == name), None)
+                if constant is None or _same_number(constant.literal, value):
+                    continue
+                if value in tried.get(name, set()) or (name, value) in avoid:
+                    continue
+                proposal = self._proposal(base_files, constant, value, 0, {})
+                return dataclasses.replace(proposal, rationale=f"asked for by @{who} with /autoresearch try")
+        return None
 
     def _proposal(self, base_files, constant, literal, times_tried, kept_direction):
         lines = base_files[constant.path].split("\n")
