@@ -40,6 +40,8 @@ def status_table(records, metric="val_bpb", direction="minimize", width=60):
     header = ("id", "commit", metric, "delta", "status", "description")
     rows = [header]
     for r in records:
+        if r.get("status") == "note":  # people's requests and directions: not runs
+            continue
         value = f"{r['metric']:.6f}" if r.get("metric") is not None else "-"
         description = (r.get("description") or "")
         if len(description) > width:

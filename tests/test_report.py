@@ -85,3 +85,12 @@ def test_best_record(records, direction, expected_id):
 )
 def test_summary_line(records, metric, expected):
     assert summary_line(records, metric) == expected
+
+
+def test_status_table_leaves_out_notes():
+    records = [
+        {"id": 0, "kind": "baseline", "status": "keep", "metric": 3.5, "commit": "a" * 40, "description": "baseline"},
+        {"id": 1, "kind": "try", "status": "note", "text": "LR 0.1", "about": 0},
+    ]
+    table = status_table(records)
+    assert "note" not in table and "0001" not in table and "0000" in table
