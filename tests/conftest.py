@@ -183,7 +183,7 @@ class ScriptedRunner:
         self.seeds = []
 
     def submit(self, experiment):
-        from bot.runners import RunResult
+        from bot.runners import FinishedHandle, RunResult
 
         self.seeds.append(experiment.seed)
         if not self.metrics:
@@ -193,11 +193,4 @@ class ScriptedRunner:
                             timings={"total_s": 1.0})
                   if value is not None else
                   RunResult(status="crash", reason="exited with code 1", device="cpu", timings={"total_s": 1.0}))
-
-        class Handle:
-            def result(self, timeout=None):
-                return result
-
-            def cancel(self):
-                pass
-        return Handle()
+        return FinishedHandle(result)

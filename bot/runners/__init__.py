@@ -48,3 +48,16 @@ class RunResult:
         values = {k: v for k, v in data.items() if k in fields}
         values["flags"] = tuple(values.get("flags") or ())
         return cls(cost_usd=cost_usd, **{k: v for k, v in values.items() if k != "cost_usd"})
+
+
+class FinishedHandle:
+    """The handle of a run whose result is already known (scripted runs in tests and benchmarks)."""
+
+    def __init__(self, result):
+        self._result = result
+
+    def result(self, timeout=None):
+        return self._result
+
+    def cancel(self):
+        pass
