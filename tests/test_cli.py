@@ -10,7 +10,9 @@ from bot.cli import cli
 from conftest import git
 
 
-@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["status", "--help"]])
+@pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["status", "--help"], ["report", "--help"],
+                                  ["reproduce", "--help"], ["command", "--help"], ["ledger", "--help"],
+                                  ["ledger", "rebuild", "--help"]])
 def test_every_help_has_examples(args):
     result = CliRunner().invoke(cli, args)
     assert result.exit_code == 0
