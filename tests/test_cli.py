@@ -7,7 +7,6 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
-from conftest import git
 
 
 @pytest.mark.parametrize("args", [["--help"], ["run", "--help"], ["status", "--help"], ["report", "--help"],
@@ -20,10 +19,7 @@ def test_every_help_has_examples(args):
 
 
 def test_run_status_and_resume_through_the_cli(toy_repo):
-    repo = toy_repo()
-    (repo / "autoresearch.yaml").write_text("harness: []\n")
-    git(repo, "add", "autoresearch.yaml")
-    git(repo, "commit", "-q", "-m", "settings")
+    repo = toy_repo(extra={"autoresearch.yaml": "harness: []\n"})
     runner = CliRunner()
     first = runner.invoke(cli, ["run", "--local", "--iterations", "2", "--budget", "1", "--repo", str(repo)])
     assert first.exit_code == 0, first.output

@@ -8,7 +8,6 @@ from bot.cli import cli
 from bot.plot import write_progress_png
 from bot.progress import markdown_report, progress_points, report_stats, run_seconds, stats_line
 from bot.report import status_table
-from conftest import git
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
@@ -104,10 +103,7 @@ def test_png_is_written(tmp_path):
 
 
 def test_report_command_writes_markdown_and_png(toy_repo):
-    repo = toy_repo()
-    (repo / "autoresearch.yaml").write_text("harness: []\nreplicates: 2\n")
-    git(repo, "add", "autoresearch.yaml")
-    git(repo, "commit", "-q", "-m", "settings")
+    repo = toy_repo(extra={"autoresearch.yaml": "harness: []\nreplicates: 2\n"})
     runner = CliRunner()
     run = runner.invoke(cli, ["run", "--local", "--iterations", "2", "--budget", "1", "--repo", str(repo)])
     assert run.exit_code == 0, run.output

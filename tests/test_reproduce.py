@@ -57,10 +57,7 @@ def test_reproduce_refusals(toy_repo, exp_id, changed, message):
 
 
 def test_reproduce_command_on_real_runs(toy_repo):
-    repo = toy_repo()
-    (repo / "autoresearch.yaml").write_text("harness: []\nreplicates: 2\n")
-    git(repo, "add", "autoresearch.yaml")
-    git(repo, "commit", "-q", "-m", "settings")
+    repo = toy_repo(extra={"autoresearch.yaml": "harness: []\nreplicates: 2\n"})
     runner = CliRunner()
     assert runner.invoke(cli, ["run", "--local", "--iterations", "1", "--budget", "1", "--repo", str(repo)]).exit_code == 0
     result = runner.invoke(cli, ["reproduce", "0", "--local", "--budget", "1", "--runs", "1", "--repo", str(repo)])
