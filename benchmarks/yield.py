@@ -202,8 +202,8 @@ def reevaluate(args, outcomes, log):
 def table(args, outcomes, fresh, elapsed):
     lines = []
     base_values = fresh["baseline"]
-    lines.append(f"| rule | runs | run time (s) | kept / experiments | keep rate | false keeps | false-keep rate "
-                 f"| fresh-seed final gain (95% CI) | in-loop claimed gain |")
+    lines.append("| rule | runs | run time (s) | kept / experiments | keep rate | false keeps | false-keep rate "
+                 "| fresh-seed final gain (95% CI) | in-loop claimed gain |")
     lines.append("|---|---|---|---|---|---|---|---|---|")
     details = []
     for o in outcomes:

@@ -9,7 +9,7 @@ import time
 import pytest
 
 from bot.errors import BotError, RepoError
-from conftest import REPO_ROOT, LoopRun, git, make_repo
+from conftest import LoopRun, git, make_repo
 
 
 def test_baseline_then_experiments_keep_moves_tracking_and_discards_stay_reachable(toy_repo):

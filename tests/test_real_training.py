@@ -1,7 +1,6 @@
 """The loop end to end with the real train.py and prepare.py training on this CPU."""
 
 import shlex
-import shutil
 import sys
 
 from conftest import REPO_ROOT, LoopRun, git, make_repo
