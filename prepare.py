@@ -2,23 +2,39 @@
 Frozen harness for autoresearch-bot: constants, data, tokenizer, evaluation.
 Experiments edit train.py only; this file is hashed and must not change between runs that are compared.
 
+One experiment is two phases (run by gpu_jobs/job.py):
+  train (untrusted)  train.py runs in a sandbox that holds the training split only. Its last call,
+                     evaluate_bpb(model, batch_size), hands the model over: one forward pass is traced
+                     into a graph of ATen operations and written, with the weights, to a plain file.
+  eval  (trusted)    `python prepare.py evaluate GRAPH DATA_DIR RESULT` in a fresh process that imports
+                     no experiment code: it loads the graph (JSON and raw tensor bytes; nothing in the
+                     file can run code), computes bits per byte on the validation split, and checks on
+                     every evaluated row, at a random cut, that no logit depends on a later token.
+
 API used by train.py:
     MAX_SEQ_LEN, TIME_BUDGET, EVAL_TOKENS, VOCAB_SIZE   constants (chosen by device and environment)
     get_device() -> "cuda" | "cpu"
     run_seed() -> int                                    the run's seed (train.py has no seed of its own)
-    make_dataloader(split, batch_size, seq_len, device)  infinite iterator of (x, y) int64 (B, T), y = x shifted by one
-    evaluate_bpb(model, batch_size) -> float             val bits per byte, computed here from model(x) logits,
-                                                         plus a causality probe; writes the result JSON
+    make_dataloader("train", batch_size, seq_len, device) infinite iterator of (x, y) int64 (B, T), y = x shifted
+    evaluate_bpb(model, batch_size) -> float             under the job: hands the model to the harness and returns
+                                                         nan (the job measures val_bpb afterwards); run by hand:
+                                                         scores the model here, with the same checks
+
+The model must map int64 tokens (B, T) to logits (B, T, VOCAB_SIZE) with ATen operations only (no custom
+ops, no Python callbacks inside forward); what it computes for the traced input shape is what is scored.
 
 Environment (all optional, read when needed so that tests can change them):
     AUTORESEARCH_BUDGET_SECONDS  training seconds (default 300 on CUDA, 20 on CPU)
     AUTORESEARCH_SEED            run seed (default 42)
-    AUTORESEARCH_RESULT_PATH     where evaluate_bpb writes its JSON result (unset: nothing is written)
     AUTORESEARCH_DATA            auto | stdlib | parquet[:<base-url-or-dir>] | text:<glob>
                                  (auto = parquet with CUDA, stdlib without)
     AUTORESEARCH_CACHE_DIR       downloads (default ~/.cache/autoresearch-bot)
+    set by the job in the train phase only:
+    AUTORESEARCH_TRAIN_DATA      the training split's tokens (the validation split is not there)
+    AUTORESEARCH_HANDOFF         where evaluate_bpb writes the model's graph
 
-`python prepare.py` loads (and for parquet, downloads) the data once and prints its fingerprint.
+`python prepare.py` loads (and for parquet, downloads) the data once and prints its fingerprint;
+`python prepare.py materialize DIR` writes DIR/train.bin, DIR/val.bin and DIR/meta.json for the job.
 """
 
 import glob
@@ -26,6 +42,7 @@ import hashlib
 import json
 import math
 import os
+import struct
 import sys
 import sysconfig
 import time
@@ -77,8 +94,12 @@ def cache_dir():
     return Path(os.environ.get("AUTORESEARCH_CACHE_DIR", "").strip() or "~/.cache/autoresearch-bot").expanduser()
 
 
-def result_path():
-    return os.environ.get("AUTORESEARCH_RESULT_PATH", "").strip() or None
+def train_data_path():
+    return os.environ.get("AUTORESEARCH_TRAIN_DATA", "").strip() or None
+
+
+def handoff_path():
+    return os.environ.get("AUTORESEARCH_HANDOFF", "").strip() or None
 
 
 # ---------------------------------------------------------------------------
@@ -93,7 +114,11 @@ EVAL_TOKENS = 40 * 2**19 if _ON_CUDA else 2**16  # val tokens scored (CPU: ~1 s 
 # metric does not depend on a tokenizer. A trained BPE tokenizer is a later issue.
 VOCAB_SIZE = 256
 DOC_SEPARATOR = b"\x00"  # marks file/document boundaries in the byte stream
-VAL_FRACTION = 0.08  # share of files (chosen by hash of the name) held out for validation
+VAL_FRACTION = 0.08  # text source: share of files (chosen by hash of the name) held out for validation
+# stdlib source: validation is these packages, which neither Python, torch, numpy nor this harness
+# imports, so the sandbox can hide them from the train phase without breaking an import (~8% of bytes).
+STDLIB_VAL_PACKAGES = ("tkinter", "lib2to3", "xmlrpc", "wsgiref", "turtledemo", "curses", "dbm", "sqlite3")
+MAX_EVAL_BATCH = 4096  # largest batch a handed-over graph may be traced with
 
 # parquet source, as karpathy/autoresearch lays it out: shard_NNNNN.parquet, last shard = validation
 PARQUET_URL = "https://huggingface.co/datasets/karpathy/climbmix-400b-shuffle/resolve/main"
@@ -107,9 +132,10 @@ PARQUET_VAL_SHARD = 6542  # the dataset's last shard, pinned as validation
 
 class Corpus(NamedTuple):
     train: np.ndarray  # uint8 token ids
-    val: np.ndarray
+    val: np.ndarray  # None in the train phase: the validation split is not there
     source: str
     fingerprint: str  # sha256 of train+val bytes (first 12 hex) and the byte count
+    hide: tuple = ()  # files holding validation text, which the job hides from the train phase
 
 
 def _is_val(name):
@@ -117,20 +143,40 @@ def _is_val(name):
     return int.from_bytes(digest[:8], "big") / 2**64 < VAL_FRACTION
 
 
+def _read(items):
+    return DOC_SEPARATOR.join(Path(p).read_bytes() for _, p in items)
+
+
 def _split_files(named_paths):
-    """Split files between train and val by a hash of their name; both sides get at least one file."""
+    """Split files between train and val by a hash of their name; both sides get at least one file.
+    Returns (train bytes, val bytes, paths holding val text)."""
     if len(named_paths) == 1:  # one file: its last 10% of bytes is validation
         data = Path(named_paths[0][1]).read_bytes()
         cut = int(len(data) * 0.9)
-        return data[:cut], data[cut:]
+        return data[:cut], data[cut:], (str(Path(named_paths[0][1]).resolve()),)
     val = [(n, p) for n, p in named_paths if _is_val(n)]
     train = [(n, p) for n, p in named_paths if not _is_val(n)]
     if not val:
         val, train = train[-1:], train[:-1]
     if not train:
         train, val = val[:1], val[1:]
-    read = lambda items: DOC_SEPARATOR.join(Path(p).read_bytes() for _, p in items)
-    return read(train), read(val)
+    return _read(train), _read(val), tuple(str(Path(p).resolve()) for _, p in val)
+
+
+def _stdlib_bytes():
+    root = Path(sysconfig.get_paths()["stdlib"])
+    named = _stdlib_files()
+    is_val = lambda name: name.split("/")[0] in STDLIB_VAL_PACKAGES  # noqa: E731
+    val, train = [i for i in named if is_val(i[0])], [i for i in named if not is_val(i[0])]
+    if not val:
+        raise RuntimeError(f"none of {', '.join(STDLIB_VAL_PACKAGES)} is under {root}: this Python's standard "
+                           "library cannot give a validation split; use AUTORESEARCH_DATA=text:<glob>")
+    # Every copy of these packages the train phase could read: this Python's and the system's.
+    hide = {str(root / name) for name in STDLIB_VAL_PACKAGES if (root / name).exists()}
+    for pattern in ("/usr/lib/python3*", "/usr/local/lib/python3*", "/usr/lib64/python3*"):
+        for lib in glob.glob(pattern):
+            hide.update(p for name in STDLIB_VAL_PACKAGES if os.path.isdir(p := os.path.join(lib, name)))
+    return _read(train), _read(val), tuple(sorted(hide))
 
 
 def _stdlib_files():
@@ -181,6 +227,7 @@ def _download(url, dest):
 
 
 def _parquet_bytes(location):
+    """(train bytes, val bytes, the validation shard's path)."""
     if location.startswith(("http://", "https://")):
         base = location.rstrip("/") + "/"
         dest = cache_dir() / "shards" / hashlib.sha256(base.encode()).hexdigest()[:10]
@@ -209,25 +256,33 @@ def _parquet_bytes(location):
             docs.extend(s.encode("utf-8") for s in batch.column(0).to_pylist() if s)
         return DOC_SEPARATOR.join(docs)
 
-    return DOC_SEPARATOR.join(read(p) for p in paths[:-1]), read(paths[-1])
+    return DOC_SEPARATOR.join(read(p) for p in paths[:-1]), read(paths[-1]), (str(Path(paths[-1]).resolve()),)
 
 
 _CORPORA = {}
 
 
 def load_corpus():
-    """The current source's train and val bytes (loaded once per process and source)."""
+    """The current source's train and val bytes (loaded once per process and source). In the train
+    phase only the training split exists: the job hands it over as a file, and val is None."""
+    if train_data_path():
+        path = train_data_path()
+        if path not in _CORPORA:
+            meta = json.loads(Path(path).with_name("meta.json").read_text()) if Path(path).with_name("meta.json").exists() else {}
+            _CORPORA[path] = Corpus(np.fromfile(path, dtype=np.uint8), None, meta.get("source", data_spec()),
+                                    meta.get("fingerprint", ""))
+        return _CORPORA[path]
     spec = data_spec()
     key = (spec, str(cache_dir()), os.getcwd())  # a text glob may be relative to the working directory
     if key in _CORPORA:
         return _CORPORA[key]
     kind, _, arg = spec.partition(":")
     if kind == "stdlib" and not arg:
-        train, val = _split_files(_stdlib_files())
+        train, val, hide = _stdlib_bytes()
     elif kind == "parquet":
-        train, val = _parquet_bytes(arg or PARQUET_URL)
+        train, val, hide = _parquet_bytes(arg or PARQUET_URL)
     elif kind == "text" and arg:
-        train, val = _text_bytes(arg)
+        train, val, hide = _text_bytes(arg)
     else:
         raise ValueError(f"unknown AUTORESEARCH_DATA={spec!r}: use auto, stdlib, parquet, "
                          "parquet:<base-url-or-dir> or text:<glob>")
@@ -238,9 +293,27 @@ def load_corpus():
     digest = hashlib.sha256(train)
     digest.update(val)
     fingerprint = f"{digest.hexdigest()[:12]}-{len(train) + len(val)}"
-    as_array = lambda b: np.frombuffer(bytearray(b), dtype=np.uint8)  # writable copy
-    _CORPORA[key] = Corpus(as_array(train), as_array(val), spec, fingerprint)
+    as_array = lambda b: np.frombuffer(bytearray(b), dtype=np.uint8)  # writable copy  # noqa: E731
+    _CORPORA[key] = Corpus(as_array(train), as_array(val), spec, fingerprint, hide)
     return _CORPORA[key]
+
+
+def materialize(out_dir):
+    """Write the splits for the job: train.bin (the train phase sees only this), val.bin, meta.json."""
+    corpus = load_corpus()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    corpus.train.tofile(out / "train.bin")
+    corpus.val.tofile(out / "val.bin")
+    meta = {"source": corpus.source, "fingerprint": corpus.fingerprint, "train_bytes": len(corpus.train),
+            "val_bytes": len(corpus.val), "hide": list(corpus.hide)}
+    (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return meta
+
+
+def _load_val(data_dir):
+    meta = json.loads((Path(data_dir) / "meta.json").read_text())
+    return np.fromfile(Path(data_dir) / "val.bin", dtype=np.uint8), meta
 
 
 # ---------------------------------------------------------------------------
@@ -253,6 +326,9 @@ def make_dataloader(split, batch_size, seq_len, device):
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
     data = getattr(load_corpus(), split)
+    if data is None:
+        raise ValueError("the validation split is not available to train.py: the harness scores the model "
+                         "after training, in its own process. Train on make_dataloader('train', ...).")
     if len(data) < seq_len + 1:
         raise ValueError(f"the {split} split has {len(data)} bytes, fewer than one sequence of {seq_len + 1}; "
                          "use a shorter seq_len or more data")
@@ -267,106 +343,354 @@ def make_dataloader(split, batch_size, seq_len, device):
 
 
 # ---------------------------------------------------------------------------
-# Evaluation: bits per byte and a causality probe, computed here from logits
+# Evaluation: logits in, bits per byte out
 # ---------------------------------------------------------------------------
 
 
-def _logits(model, x):
-    out = model(x)
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (*x.shape, VOCAB_SIZE):
+def _check_logits(out, shape):
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (*shape, VOCAB_SIZE) or not out.is_floating_point():
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"evaluate_bpb needs model(x) to return logits of shape (B, T, {VOCAB_SIZE}); got {got}")
+        raise ValueError(f"the model must map tokens (B, T) to float logits of shape (B, T, {VOCAB_SIZE}); got {got}")
     return out
 
 
-def _causality_probe(model, row, batch_size, device):
-    """Change every token from position p on; the logits before p must not move."""
-    p = MAX_SEQ_LEN // 2
-    x = row[:MAX_SEQ_LEN]
-    changed = x.clone()
-    changed[p:] = (x[p:] + 97) % VOCAB_SIZE  # every future token differs
-    if batch_size >= 2:  # same shape as the evaluation batches: no recompilation
-        batch = x.repeat(batch_size, 1)
-        batch[1] = changed
-        out = _logits(model, batch.to(device))
-        a, b = out[0], out[1]
-    else:
-        a, b = _logits(model, x[None].to(device))[0], _logits(model, changed[None].to(device))[0]
-    low_precision = a.dtype in (torch.bfloat16, torch.float16) or torch.is_autocast_enabled(torch.device(device).type)
-    a, b = a[:p].float(), b[:p].float()
-    max_diff = (a - b).abs().max().item()
-    # Identical prefixes run identical kernels, so a causal model differs by ~0; the tolerance only
-    # absorbs rounding (a few bf16 ulps under autocast), scaled by the logits' magnitude.
-    tolerance = (1e-2 if low_precision else 1e-4) * max(1.0, a.abs().max().item())
-    return max_diff <= tolerance, max_diff, tolerance
+# ---------------------------------------------------------------------------
+# Handing the model over: one forward pass traced into a graph of ATen operations
+# ---------------------------------------------------------------------------
+# File: b"AUTORESEARCH-GRAPH 1\n", an 8-byte little-endian header length, the header (JSON: input
+# shape, tensor table, nodes, output), then the tensors' raw bytes. Loading parses JSON, copies
+# bytes into tensors and looks operations up in torch.ops.aten: no pickle, no code from the file.
+
+GRAPH_MAGIC = b"AUTORESEARCH-GRAPH 1\n"
+_DTYPES = {name: getattr(torch, name) for name in ("float64", "float32", "float16", "bfloat16", "int64", "int32",
+                                                   "int16", "int8", "uint8", "bool", "complex64")}
+_DTYPE_NAMES = {dtype: name for name, dtype in _DTYPES.items()}
+_MEMORY_FORMATS = {name: getattr(torch, name) for name in ("contiguous_format", "preserve_format", "channels_last")}
+# Operations that hand out memory nobody wrote (which may hold the harness's own data, e.g. the
+# targets of the previous batch) or touch files or storage: a graph that uses one is refused.
+_REFUSED_OPS = ("from_file", "empty", "empty_like", "empty_strided", "empty_permuted", "new_empty",
+                "new_empty_strided", "resize_", "resize_as_", "set_", "_unsafe_index", "_unsafe_index_put",
+                "_unsafe_masked_index", "_unsafe_masked_index_put_accumulate", "_resize_output_")
 
 
-def write_result(result):
-    """Write the result JSON atomically to AUTORESEARCH_RESULT_PATH (if set); return the path."""
-    path = result_path()
-    if path is None:
-        return None
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
+class _Recorder:
+    """Records every ATen call of one forward pass (a TorchDispatchMode, made lazily)."""
+
+    def __init__(self, x, named_tensors):
+        self.x, self.nodes, self.tensors, self.blobs = x, [], [], []
+        self.known = {id(x): {"input": 0}}
+        self.keep = [x]  # ids stay unique while everything traced is alive
+        for name, tensor in named_tensors:
+            self._constant(tensor, name)
+
+    def _constant(self, tensor, name=None):
+        if id(tensor) not in self.known:
+            data = tensor.detach().contiguous()
+            self.tensors.append({"name": name or f"const{len(self.tensors)}", "dtype": _DTYPE_NAMES[data.dtype],
+                                 "shape": list(data.shape), "device": str(data.device)})
+            self.blobs.append(data)
+            self.known[id(tensor)] = {"tensor": len(self.tensors) - 1}
+            self.keep.append(tensor)
+        return self.known[id(tensor)]
+
+    def encode(self, value):
+        if isinstance(value, torch.Tensor):
+            if value.dtype not in _DTYPE_NAMES:
+                raise ValueError(f"the model uses a tensor of dtype {value.dtype}, which cannot be handed over")
+            return self.known.get(id(value)) or self._constant(value)
+        if value is None or isinstance(value, (bool, int, str)):
+            return value
+        if isinstance(value, float):
+            return value if math.isfinite(value) else {"float": repr(value)}
+        if isinstance(value, (list, tuple)):
+            return {"list" if isinstance(value, list) else "tuple": [self.encode(v) for v in value]}
+        for kind, cls in (("dtype", torch.dtype), ("device", torch.device), ("layout", torch.layout),
+                          ("memory_format", torch.memory_format)):
+            if isinstance(value, cls):
+                return {kind: _DTYPE_NAMES[value] if kind == "dtype" else str(value).replace("torch.", "")}
+        raise ValueError(f"the model's forward passes a {type(value).__name__} to an ATen operation; "
+                         "only tensors, numbers, strings, dtypes and devices can be handed over")
+
+    def record(self, func, args, kwargs):
+        node = {"op": f"{func.namespace}.{func._schema.name.split('::')[-1]}.{func._overloadname}",
+                "args": [self.encode(v) for v in args],
+                "kwargs": {key: self.encode(v) for key, v in (kwargs or {}).items()}}
+        out = func(*args, **(kwargs or {}))
+        index = len(self.nodes)
+        self.nodes.append(node)
+        outputs = out if isinstance(out, (list, tuple)) else [out]
+        for i, item in enumerate(outputs):
+            if isinstance(item, torch.Tensor):
+                self.known[id(item)] = {"node": index, "item": i if isinstance(out, (list, tuple)) else None}
+                self.keep.append(item)
+        return out
+
+
+def trace_model(model, x):
+    """Run model(x) once under a recorder; return the graph's header and the tensors it needs."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    model = getattr(model, "_orig_mod", model)  # torch.compile's wrapper: trace the module itself
+    named = [*model.named_parameters(), *model.named_buffers()] if isinstance(model, torch.nn.Module) else []
+    recorder = _Recorder(x, named)
+
+    def dispatch(mode, func, types, args=(), kwargs=None):
+        return recorder.record(func, args, kwargs)
+
+    setattr(dispatch, "__dynamo_disable", dispatch)  # skip importing torch._dynamo (~1 s on a CPU)
+    mode_class = type("GraphRecorder", (TorchDispatchMode,), {"__torch_dispatch__": dispatch})
+    with torch.no_grad(), torch.autocast(x.device.type, enabled=False), mode_class():
+        out = model(x)
+    _check_logits(out, tuple(x.shape))
+    output = recorder.known.get(id(out)) or recorder._constant(out)
+    header = {"input": {"shape": list(x.shape), "dtype": "int64", "device": str(x.device)},
+              "tensors": recorder.tensors, "nodes": recorder.nodes, "output": output}
+    return header, recorder.blobs
+
+
+def save_graph(path, header, blobs):
+    offset = 0
+    for entry, blob in zip(header["tensors"], blobs):
+        entry["offset"], entry["nbytes"] = offset, blob.numel() * blob.element_size()
+        offset += entry["nbytes"]
+    text = json.dumps(header, separators=(",", ":")).encode()
+    tmp = Path(f"{path}.tmp")
+    with open(tmp, "wb") as f:
+        f.write(GRAPH_MAGIC + struct.pack("<Q", len(text)) + text)
+        for blob in blobs:
+            f.write(blob.cpu().reshape(-1).view(torch.uint8).numpy().tobytes())
     os.replace(tmp, path)
-    return path
+
+
+class GraphProgram:
+    """A handed-over graph, loaded without running anything from the file. Each call gets fresh
+    copies of the weights and the same random state, so no call can remember another."""
+
+    def __init__(self, path, max_bytes=None):
+        raw = Path(path).read_bytes()
+        if max_bytes and len(raw) > max_bytes:
+            raise ValueError(f"the handed-over graph is {len(raw)} bytes, more than {max_bytes}")
+        if not raw.startswith(GRAPH_MAGIC):
+            raise ValueError("the handed-over model is not a graph written by prepare.evaluate_bpb (wrong magic); "
+                             "refused without loading it")
+        (size,) = struct.unpack("<Q", raw[len(GRAPH_MAGIC):len(GRAPH_MAGIC) + 8])
+        start = len(GRAPH_MAGIC) + 8
+        header = json.loads(raw[start:start + size].decode("utf-8"))
+        data = memoryview(raw)[start + size:]
+        spec = header["input"]
+        self.shape = tuple(int(n) for n in spec["shape"])
+        self.device = torch.device(self._device(spec["device"]))
+        self.tensors = [self._tensor(entry, data) for entry in header["tensors"]]
+        self.nodes = [(self._op(node["op"]), node["args"], node["kwargs"]) for node in header["nodes"]]
+        self.output = header["output"]
+
+    @staticmethod
+    def _device(name):
+        if name != "cpu" and not (name == "cuda" or name.startswith("cuda:") and name[5:].isdigit()):
+            raise ValueError(f"the graph names device {name!r}; only cpu and cuda are allowed")
+        return name
+
+    def _tensor(self, entry, data):
+        dtype, shape = _DTYPES[entry["dtype"]], [int(n) for n in entry["shape"]]
+        offset, nbytes = int(entry["offset"]), int(entry["nbytes"])
+        if offset < 0 or offset + nbytes > len(data) or nbytes != math.prod(shape) * dtype.itemsize:
+            raise ValueError(f"tensor {entry.get('name')!r} does not fit the graph file")
+        flat = torch.frombuffer(bytearray(data[offset:offset + nbytes]), dtype=torch.uint8) if nbytes else \
+            torch.zeros(0, dtype=torch.uint8)
+        return flat.view(dtype).reshape(shape).to(self._device(entry["device"]))
+
+    @staticmethod
+    def _op(name):
+        namespace, op_name, overload = name.split(".")
+        if namespace != "aten" or op_name in _REFUSED_OPS:
+            raise ValueError(f"the graph uses {name}, which the harness does not run")
+        op = getattr(getattr(torch.ops.aten, op_name), overload)
+        if not isinstance(op, torch._ops.OpOverload):
+            raise ValueError(f"{name} is not an ATen operation")
+        return op
+
+    def _decode(self, value, env, x, tensors):
+        if isinstance(value, list):
+            return [self._decode(v, env, x, tensors) for v in value]
+        if not isinstance(value, dict):
+            return value
+        if "input" in value:
+            return x
+        if "tensor" in value:
+            return tensors[value["tensor"]]
+        if "node" in value:
+            out = env[value["node"]]
+            return out if value["item"] is None else out[value["item"]]
+        if "list" in value or "tuple" in value:
+            items = [self._decode(v, env, x, tensors) for v in value.get("list", value.get("tuple"))]
+            return items if "list" in value else tuple(items)
+        if "float" in value:
+            return float(value["float"])
+        if "dtype" in value:
+            return _DTYPES[value["dtype"]]
+        if "device" in value:
+            return torch.device(self._device(value["device"]))
+        if "layout" in value:
+            return {"strided": torch.strided}[value["layout"]]
+        if "memory_format" in value:
+            return _MEMORY_FORMATS[value["memory_format"]]
+        raise ValueError(f"the graph holds an unknown value {value!r}")
+
+    def __call__(self, x):
+        if tuple(x.shape) != self.shape:
+            raise ValueError(f"the graph was traced for input {self.shape}, got {tuple(x.shape)}")
+        tensors = [t.clone() for t in self.tensors]
+        torch.manual_seed(0)
+        env = []
+        for op, args, kwargs in self.nodes:
+            env.append(op(*self._decode(args, env, x, tensors),
+                          **{key: self._decode(v, env, x, tensors) for key, v in kwargs.items()}))
+        return _check_logits(self._decode(self.output, env, x, tensors), self.shape[:2])
+
+
+# ---------------------------------------------------------------------------
+# Scoring: bits per byte, and causality checked on every scored row at a random cut
+# ---------------------------------------------------------------------------
+
+
+def score_bpb(forward, val, batch_size, device):
+    """val_bpb of `forward` (tokens -> logits) on EVAL_TOKENS of `val`, and whether it is causal.
+
+    Rows are spread over val, never touching, and batched in a random order. Each batch is also run
+    with every row's tokens from a random cut on replaced by another row's text; the logits before
+    the cut must not move. The two calls of a batch come in random order. The randomness comes from
+    the operating system, so nothing in the experiment can predict a cut.
+    """
+    T = MAX_SEQ_LEN
+    n_seq = min(EVAL_TOKENS // T, (len(val) - 1) // (T + 1))
+    if n_seq < 1:
+        raise ValueError(f"the validation split has {len(val)} bytes, fewer than one sequence of {T + 1}")
+    if n_seq * T < EVAL_TOKENS:
+        print(f"warning: val split holds only {n_seq * T} of EVAL_TOKENS={EVAL_TOKENS}", file=sys.stderr)
+    stride = (len(val) - 1) // n_seq  # >= T + 1: no row holds another row's next token
+    rows = torch.from_numpy(np.stack([val[i * stride:i * stride + T + 1] for i in range(n_seq)]).astype(np.int64))
+    rng = np.random.default_rng(int.from_bytes(os.urandom(8), "little"))
+    order = torch.from_numpy(rng.permutation(n_seq))
+    cuts = torch.from_numpy(rng.integers(1, T, size=n_seq))
+    donors = rows[torch.from_numpy(rng.permutation(n_seq)), :T]
+    positions = torch.arange(T)
+    low_precision = torch.is_autocast_enabled(device.type)
+    nats, worst, broken = 0.0, 0.0, 0
+    for i in range(0, n_seq, batch_size):
+        index = order[i:i + batch_size]
+        n = len(index)
+        if n < batch_size:  # pad with other rows (not scored) to keep the traced shape
+            index = torch.cat([index, order[:batch_size - n]])
+        x, y, cut = rows[index, :T], rows[index, 1:], cuts[index]
+        after = positions[None, :] >= cut[:, None]
+        changed = torch.where(after, donors[index], x)
+        same = changed.gather(1, cut[:, None]) == x.gather(1, cut[:, None])  # the first changed token must differ
+        changed.scatter_(1, cut[:, None], torch.where(same, (x.gather(1, cut[:, None]) + 1) % VOCAB_SIZE,
+                                                      changed.gather(1, cut[:, None])))
+        batches = [x, changed] if rng.random() < 0.5 else [changed, x]
+        outs = {id(b): forward(b.to(device)).float() for b in batches}
+        logits, probe = outs[id(x)], outs[id(changed)]
+        nll = F.cross_entropy(logits[:n].double().reshape(-1, VOCAB_SIZE), y[:n].to(device).reshape(-1),
+                              reduction="sum")
+        nats += nll.item()
+        before = (~after).to(device)[:, :, None]
+        diff = ((logits - probe).abs() * before).amax(dim=(1, 2))[:n]
+        scale = (logits.abs() * before).amax(dim=(1, 2))[:n].clamp(min=1.0)
+        tolerance = (1e-2 if low_precision else 1e-4) * scale
+        broken += int((diff > tolerance).sum().item())
+        worst = max(worst, diff.max().item())
+    val_bpb = nats / (math.log(2) * n_seq * T)  # byte-level: one token is one byte
+    return {"val_bpb": val_bpb if math.isfinite(val_bpb) else None, "causal": broken == 0 and math.isfinite(worst),
+            "causal_rows_failed": broken, "causal_rows_checked": n_seq,
+            "causal_max_diff": worst if math.isfinite(worst) else None, "eval_tokens": n_seq * T}
+
+
+def _refusal(result):
+    if result["causal_max_diff"] is None or result["val_bpb"] is None:
+        return "the model's logits are not finite (NaN/inf) on validation data; the run is invalid"
+    if not result["causal"]:
+        return (f"non-causal model: on {result['causal_rows_failed']} of {result['causal_rows_checked']} rows, "
+                f"changing the tokens after a random cut changed earlier logits (by up to "
+                f"{result['causal_max_diff']:.3g}); the model sees the future, so val_bpb is invalid. "
+                "Use is_causal=True attention and mix nothing across time.")
+    return None
 
 
 @torch.no_grad()
 def evaluate_bpb(model, batch_size):
-    """Bits per byte on a fixed slice of val (EVAL_TOKENS tokens), from model(x) logits (B, T, VOCAB_SIZE)."""
-    t0 = time.time()
-    corpus = load_corpus()
-    val, T = corpus.val, MAX_SEQ_LEN
+    """Under the job: hand the model to the harness (returns nan; the job measures val_bpb in a fresh
+    process). Run by hand: bits per byte of model(x) on the validation split, with the same checks."""
+    x = torch.from_numpy(load_corpus().train[:MAX_SEQ_LEN].astype(np.int64)).repeat(max(1, min(int(batch_size),
+                                                                                               MAX_EVAL_BATCH)), 1)
     device = next(iter(model.parameters()), torch.empty(0, device=get_device())).device
-    n_seq = min(EVAL_TOKENS // T, (len(val) - 1) // T)
-    if n_seq * T < EVAL_TOKENS:
-        print(f"warning: val split holds only {n_seq * T} of EVAL_TOKENS={EVAL_TOKENS}", file=sys.stderr)
-    stride = (len(val) - 1) // n_seq  # sequences spread evenly over the val split, not overlapping
-    rows = torch.from_numpy(np.stack([val[i * stride:i * stride + T + 1] for i in range(n_seq)]).astype(np.int64))
     was_training = model.training
     model.eval()
     try:
-        nats = 0.0
-        for i in range(0, n_seq, batch_size):
-            chunk = rows[i:i + batch_size]
-            n = len(chunk)
-            if n < batch_size:  # pad the last batch (padding is not scored) to keep one shape
-                chunk = torch.cat([chunk, chunk[:1].expand(batch_size - n, -1)])
-            chunk = chunk.to(device)
-            logits = _logits(model, chunk[:, :-1])[:n]
-            nll = F.cross_entropy(logits.double().reshape(-1, VOCAB_SIZE), chunk[:n, 1:].reshape(-1), reduction="sum")
-            nats += nll.item()
-        causal, max_diff, tolerance = _causality_probe(model, rows[0], batch_size, device)
+        if handoff_path():
+            save_graph(handoff_path(), *trace_model(model, x.to(device)))
+            print(f"handed the model to the harness: {handoff_path()}", file=sys.stderr, flush=True)
+            return math.nan
+        t0 = time.time()
+        result = score_bpb(lambda b: _check_logits(model(b), tuple(b.shape)), load_corpus().val, len(x), device)
     finally:
         model.train(was_training)
-    val_bpb = nats / (math.log(2) * n_seq * T)  # byte-level: one token is one byte
-    write_result({
-        "val_bpb": val_bpb if math.isfinite(val_bpb) else None,
-        "causal": causal,
-        "causal_max_diff": max_diff if math.isfinite(max_diff) else None,
-        "eval_tokens": n_seq * T,
-        "eval_seconds": round(time.time() - t0, 3),
+    refusal = _refusal(result)
+    if refusal:
+        raise RuntimeError(refusal)
+    print(f"evaluated by hand in {time.time() - t0:.1f}s (under the bot, a fresh process does this)", file=sys.stderr)
+    return result["val_bpb"]
+
+
+def evaluate_graph(graph_path, data_dir, result_path, max_bytes=None, wait=False):
+    """The eval phase: score a handed-over graph on the validation split; write the result JSON.
+    With `wait`, load everything first and start when a line `go` arrives on stdin (the job starts
+    this process while the experiment trains, so that importing torch costs no wall time)."""
+    val, meta = _load_val(data_dir)
+    if wait:
+        print("ready", flush=True)
+        if sys.stdin.readline().strip() != "go":
+            return None
+    t0 = time.time()
+    program = GraphProgram(graph_path, max_bytes)
+    if program.shape[1:] != (MAX_SEQ_LEN,) or not 1 <= program.shape[0] <= MAX_EVAL_BATCH:
+        raise ValueError(f"the graph was traced for input {program.shape}; the harness needs (B, {MAX_SEQ_LEN}) "
+                         f"with 1 <= B <= {MAX_EVAL_BATCH}")
+    loaded = time.time()
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16) if program.device.type == "cuda" else \
+        torch.autocast("cpu", enabled=False)
+    with torch.no_grad(), autocast:
+        result = score_bpb(program, val, program.shape[0], program.device)
+    result.update({
+        "refusal": _refusal(result), "load_seconds": round(loaded - t0, 3), "eval_seconds": round(time.time() - t0, 3),
         "harness_sha256": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
-        "data_source": corpus.source,
-        "data_fingerprint": corpus.fingerprint,
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else device.type,
-        "seed": run_seed(),
-        "seq_len": T,
-        "time_budget": time_budget(),
+        "data_source": meta["source"], "data_fingerprint": meta["fingerprint"],
+        "device": torch.cuda.get_device_name(program.device) if program.device.type == "cuda" else "cpu",
+        "seq_len": MAX_SEQ_LEN, "batch_size": program.shape[0], "graph_ops": len(program.nodes),
+        "graph_bytes": os.path.getsize(graph_path),
     })
-    if not math.isfinite(max_diff):
-        raise RuntimeError("the model's logits are not finite (NaN/inf) on validation data; the run is invalid")
-    if not causal:
-        raise RuntimeError(f"non-causal model: changing tokens from position {MAX_SEQ_LEN // 2} on changed earlier "
-                           f"logits by {max_diff:.3g} (tolerance {tolerance:.3g}); the model sees the future, so "
-                           "val_bpb is invalid. Use is_causal=True attention and mix nothing across time.")
-    return val_bpb
+    tmp = Path(f"{result_path}.tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, result_path)
+    return result
 
 
-if __name__ == "__main__":  # python prepare.py: fetch and check the data once, e.g. while building an image
-    corpus = load_corpus()
-    print(f"data: {corpus.source} | fingerprint: {corpus.fingerprint} | train: {len(corpus.train):,} bytes | "
-          f"val: {len(corpus.val):,} bytes")
+def _main(argv):
+    if argv[:1] == ["materialize"] and len(argv) == 2:
+        meta = materialize(argv[1])
+        print(f"data: {meta['source']} | fingerprint: {meta['fingerprint']} | train: {meta['train_bytes']:,} bytes | "
+              f"val: {meta['val_bytes']:,} bytes")
+    elif argv[:1] in (["evaluate"], ["evaluate-when-ready"]) and len(argv) in (4, 5):
+        result = evaluate_graph(argv[1], argv[2], argv[3], int(argv[4]) if len(argv) == 5 else None,
+                                wait=argv[0] == "evaluate-when-ready")
+        if result:
+            print(f"val_bpb: {result['val_bpb']} | causal: {result['causal']} | {result['eval_seconds']}s")
+    elif not argv:  # fetch and check the data once, e.g. while building an image
+        corpus = load_corpus()
+        print(f"data: {corpus.source} | fingerprint: {corpus.fingerprint} | train: {len(corpus.train):,} bytes | "
+              f"val: {len(corpus.val):,} bytes")
+    else:
+        sys.exit("usage: python prepare.py [materialize DIR | evaluate[-when-ready] GRAPH DATA_DIR RESULT [MAX_BYTES]]")
+
+
+if __name__ == "__main__":
+    _main(sys.argv[1:])

@@ -147,9 +147,10 @@ def cli():
 @click.option("--writes-per-minute", type=click.IntRange(min=0), default=8, show_default=True, help="Pace GitHub writes (GitHub allows ~500/h; 0: no pacing).")
 @click.option("--review-bound", type=click.FloatRange(min=0, min_open=True), help="GitHub mode: a keep better by more than this fraction (0.05 = 5%) is held for review, not merged.")
 @click.option("--delete-closed-branches", is_flag=True, help="GitHub mode: delete the branches of discarded/crashed PRs (GitHub keeps their commits under the PR).")
+@click.option("--no-isolation", is_flag=True, help="Run experiments without the sandbox (GitHub mode refuses to otherwise when none can start).")
 @_friendly_errors
 def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, no_github, kept_only, writes_per_minute,
-        review_bound, delete_closed_branches):
+        review_bound, delete_closed_branches, no_isolation):
     """Measure a baseline, then run experiments until a limit is reached.
 
     Each experiment changes one thing in the editable files, trains for the budget, and is
@@ -174,7 +175,7 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
         raise BotError("the Modal runner is not available yet: run with --local to train on this machine")
     if config.proposer != "offline":
         raise BotError(f"the {config.proposer} proposer is not available yet: set `proposer: offline`")
-    from bot.runners.local import LocalRunner
+    from bot.runners.local import checked_runner
 
     bar = ProgressBar()
     ledger_dir = _ledger_dir(git.root, config)
@@ -186,9 +187,12 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
         ledger, publisher = github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger,
                                          _printer(bar, config.metric), review_bound=review_bound,
                                          delete_closed_branches=delete_closed_branches) or (ledger, None)
-    loop = ResearchLoop(config, git, LocalRunner(on_line=bar.on_line), OfflineProposer(config.seed),
+    runner = checked_runner(config, bar.on_line, github=publisher is not None, no_isolation=no_isolation,
+                            warn=lambda line: click.echo(line, err=True))
+    loop = ResearchLoop(config, git, runner, OfflineProposer(config.seed),
                         ledger, events=_printer(bar, config.metric), publisher=publisher)
-    click.echo(f"autoresearch-bot {__version__}: {git.root}, tag {config.tag}, budget {config.budget_seconds:g} s, local runner")
+    click.echo(f"autoresearch-bot {__version__}: {git.root}, tag {config.tag}, budget {config.budget_seconds:g} s, "
+               f"local runner, isolation {runner.isolation}")
     click.echo(f"Optimizing {config.metric} ({config.direction})"
                + (f"; gate: `{config.gate}`" if config.gate else ""))
     if publisher:  # comment commands queued with `bot command --queue` go first
@@ -248,8 +252,9 @@ def status(tag, repo, config_path):
 @click.option("--tag", help="Run name (default: tag in autoresearch.yaml, else `default`).")
 @click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file.")
+@click.option("--no-isolation", is_flag=True, help="Run without the sandbox.")
 @_friendly_errors
-def reproduce(experiment_id, runs, local, budget, tag, repo, config_path):
+def reproduce(experiment_id, runs, local, budget, tag, repo, config_path, no_isolation):
     """Re-run experiment EXPERIMENT_ID's exact commit with fresh seeds and pool the samples.
 
     The pooled mean is compared with the experiment's parent under the noise-aware rule and
@@ -268,11 +273,12 @@ def reproduce(experiment_id, runs, local, budget, tag, repo, config_path):
     git, config = _open(repo, config_path, budget_seconds=budget, tag=tag, runner="local" if local else None)
     if config.runner != "local":
         raise BotError("the Modal runner is not available yet: run with --local to train on this machine")
-    from bot.runners.local import LocalRunner
+    from bot.runners.local import checked_runner
 
     bar = ProgressBar()
     ledger = Ledger(_ledger_dir(git.root, config), config.metric)
-    loop = ResearchLoop(config, git, LocalRunner(on_line=bar.on_line), None, ledger,
+    runner = checked_runner(config, bar.on_line, no_isolation=no_isolation, warn=lambda line: click.echo(line, err=True))
+    loop = ResearchLoop(config, git, runner, None, ledger,
                         events=_printer(bar, config.metric))
     row = run_reproduce(loop, experiment_id, runs)
     click.echo(f"{int(row['id']):04d}: {row['reason']}")

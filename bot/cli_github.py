@@ -72,8 +72,9 @@ def github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger, 
 @click.option("--tag", help="Run name (default: tag in autoresearch.yaml).")
 @click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository checkout.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file.")
+@click.option("--no-isolation", is_flag=True, help="Run a retry without the sandbox when none can start here.")
 @_friendly_errors
-def command(event_path, local, github_repo, bot_login, writes_per_minute, queue, tag, repo, config_path):
+def command(event_path, local, github_repo, bot_login, writes_per_minute, queue, tag, repo, config_path, no_isolation):
     """Act on a `/autoresearch ...` comment on an experiment PR (needs GITHUB_TOKEN).
 
     Commands: retry, revert, reject <why>, try <idea>, help. Only users with write
@@ -105,7 +106,7 @@ def command(event_path, local, github_repo, bot_login, writes_per_minute, queue,
     git, config = _open(repo, config_path, tag=tag, runner="local" if local else None)
     if config.runner != "local":
         raise BotError("the Modal runner is not available yet: run with --local")
-    from bot.runners.local import LocalRunner
+    from bot.runners.local import checked_runner
 
     bar = ProgressBar()
     printer = _printer(bar, config.metric)
@@ -115,7 +116,9 @@ def command(event_path, local, github_repo, bot_login, writes_per_minute, queue,
     if mode is None:
         raise BotError("`bot command` needs GitHub: set GITHUB_TOKEN and GITHUB_REPOSITORY (or --github OWNER/NAME)")
     ledger, publisher = mode
-    loop = ResearchLoop(config, git, LocalRunner(on_line=bar.on_line), OfflineProposer(config.seed), ledger,
+    # --queue only records the command; without it a retry runs here, beside the token.
+    runner = checked_runner(config, bar.on_line, github=not queue, no_isolation=no_isolation)
+    loop = ResearchLoop(config, git, runner, OfflineProposer(config.seed), ledger,
                         events=printer, publisher=publisher)
     outcome, detail = CommandHandler(publisher.gh, git, config, ledger, publisher, loop, bot_login).handle(
         event, queue=queue)

@@ -18,6 +18,7 @@ RUNNERS = ("local", "modal")
 PROPOSERS = ("offline", "anthropic")
 DIRECTIONS = ("minimize", "maximize")
 DECISION_RULES = ("noise-aware", "greedy")
+ISOLATIONS = ("auto", "sandbox", "none")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +49,10 @@ class Config:
     max_consecutive_crashes: int = 5
     max_usd: float = None
     seed: int = 42
+    isolation: str = "auto"  # auto: the sandbox when it can start | sandbox: required | none
+    startup_seconds: float = None  # None: 150 s on a GPU machine, 10 s + budget/2 on a CPU
+    max_file_bytes: int = 1_000_000  # largest proposed file
+    allowed_calls: tuple = ()  # process/network/dynamic-import names proposals may newly use
 
     @property
     def effective_timeout(self):
@@ -70,12 +75,13 @@ _TYPES = {
     "decision_rule": str, "replicates": int, "noise_z": float, "min_delta": float,
     "max_samples": int, "max_consecutive_crashes": int, "max_usd": float, "seed": int,
     "metric_regex": str, "gate": str, "gate_timeout_seconds": float,
+    "isolation": str, "startup_seconds": float, "max_file_bytes": int, "allowed_calls": tuple,
 }
 _CHOICES = {"runner": RUNNERS, "proposer": PROPOSERS, "direction": DIRECTIONS,
-            "decision_rule": DECISION_RULES}
-_OPTIONAL = {"timeout_seconds", "max_usd", "metric_regex", "gate"}
+            "decision_rule": DECISION_RULES, "isolation": ISOLATIONS}
+_OPTIONAL = {"timeout_seconds", "max_usd", "metric_regex", "gate", "startup_seconds"}
 _POSITIVE = {"budget_seconds", "timeout_seconds", "parallel", "max_consecutive_crashes",
-             "gate_timeout_seconds", "replicates", "max_samples"}
+             "gate_timeout_seconds", "replicates", "max_samples", "startup_seconds", "max_file_bytes"}
 ENV_PREFIX = "AUTORESEARCH_"
 
 

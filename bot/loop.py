@@ -32,11 +32,13 @@ def _now():
     return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
 
 
-def comparability_key(config, harness_hashes, bot_version, runner_name):
+def comparability_key(config, harness_hashes, bot_version, runner_name, isolation=None):
     """What must match for two runs to be compared (the device is added once a run reports it)."""
     key = {"harness_sha256": harness_hashes, "budget_seconds": float(config.budget_seconds),
            "bot_version": bot_version, "runner": runner_name, "command": config.command,
            "metric": config.metric, "data": config.data}
+    if isolation:  # bwrap | none: a sandboxed run and an unsandboxed one are not compared
+        key["isolation"] = isolation
     if config.metric_regex:  # only when set, so ledgers written before it existed still match
         key["metric_regex"] = config.metric_regex
     return key
@@ -98,7 +100,8 @@ class ResearchLoop:
         """Run experiments until `iterations` are done, `hours` pass, or a stop condition."""
         head = self.preflight()
         self.harness = self._harness_hashes(head)
-        self.key = comparability_key(self.config, self.harness, self.bot_version, self.runner.name)
+        self.key = comparability_key(self.config, self.harness, self.bot_version, self.runner.name,
+                                     getattr(self.runner, "isolation", None))
         deadline = self.clock() + hours * 3600 if hours else None
         records = self.ledger.read()
         for warning in self.ledger.warnings:
@@ -198,7 +201,9 @@ class ResearchLoop:
                 base_files, records, device=(reference.get("key") or {}).get("device"),
                 experiment_id=exp_id, avoid=avoid)
             try:
-                digest = validate(proposal, base_files, self.config.editable, self.config.harness, tried)
+                digest = validate(proposal, base_files, self.config.editable, self.config.harness, tried,
+                                  max_file_bytes=self.config.max_file_bytes,
+                                  allowed_calls=tuple(self.config.allowed_calls))
                 break
             except ProposalError as exc:
                 last_error = exc
@@ -238,7 +243,8 @@ class ResearchLoop:
     def remeasure(self, exp_id, commit, head):
         """Run `commit` once more under this repo's key (for `/autoresearch retry`); no decision."""
         self.harness = self._harness_hashes(head)
-        self.key = comparability_key(self.config, self.harness, self.bot_version, self.runner.name)
+        self.key = comparability_key(self.config, self.harness, self.bot_version, self.runner.name,
+                                     getattr(self.runner, "isolation", None))
         return self._evaluate(exp_id, commit), self.key
 
     # ---- one run --------------------------------------------------------------------------
@@ -262,7 +268,8 @@ class ResearchLoop:
                 seed=int(self.config.seed if seed is None else seed),
                 data=self.config.data, expected_harness=self.harness,
                 log_path=str(logs / f"{log_name or f'{exp_id:04d}'}.log"), metric_regex=self.config.metric_regex,
-                gate=self.config.gate, gate_timeout_seconds=float(self.config.gate_timeout_seconds))
+                gate=self.config.gate, gate_timeout_seconds=float(self.config.gate_timeout_seconds),
+                isolation=self.config.isolation, startup_seconds=self.config.startup_seconds)
             handle = self.runner.submit(experiment)
             try:
                 result = None
@@ -290,7 +297,7 @@ class ResearchLoop:
             "run_status": result.status, "exit_code": result.exit_code, "runner": self.runner.name,
             "timings": result.timings, "cost_usd": result.cost_usd, "pr": None,
             "seed": runs[0]["seed"] if runs else int(self.config.seed), "replicates": runs or [],
-            "key": key, "finished_at": _now(),
+            "key": key, "finished_at": _now(), "isolation": result.isolation,
             "log_tail": result.log_tail if status in (CRASH, GATE_FAILED) else "",
             "log_path": str(self.state_dir / "logs" / f"{exp_id:04d}.log"),
         }

@@ -36,7 +36,8 @@ def reproduce(loop, exp_id, runs=2):
         raise BotError(f"experiment {int(exp_id):04d} has no measured commit to reproduce")
     head = loop.preflight()
     loop.harness = loop._harness_hashes(head)
-    loop.key = comparability_key(loop.config, loop.harness, loop.bot_version, loop.runner.name)
+    loop.key = comparability_key(loop.config, loop.harness, loop.bot_version, loop.runner.name,
+                                 getattr(loop.runner, "isolation", None))
     if not same_segment(target, loop.key):
         stored = {k: v for k, v in (target.get("key") or {}).items() if k != "device"}
         differ = sorted(k for k in set(stored) | set(loop.key) if stored.get(k) != loop.key.get(k))

@@ -24,8 +24,6 @@ TOY_TRAIN = textwrap.dedent('''\
     WIDTH = 64  # model width
     BEHAVIOUR = "{behaviour}"
     moved = (LR, WIDTH) != (0.04, 64)
-    if os.environ.get("TOY_PID_FILE"):
-        open(os.environ["TOY_PID_FILE"], "w").write(str(os.getpid()))
     print("env-check GITHUB_TOKEN present:", "GITHUB_TOKEN" in os.environ, flush=True)
     print("seed", os.environ.get("AUTORESEARCH_SEED"), "budget", os.environ.get("AUTORESEARCH_BUDGET_SECONDS"))
     if BEHAVIOUR == "import-error":
@@ -88,7 +86,8 @@ class LoopRun:
 
     def loop(self, runner=None, clock=None):
         extra = {"clock": clock} if clock else {}
-        return ResearchLoop(self.config, self.git, runner or LocalRunner(), OfflineProposer(self.config.seed),
+        runner = runner or LocalRunner(isolation=self.config.isolation)
+        return ResearchLoop(self.config, self.git, runner, OfflineProposer(self.config.seed),
                             self.ledger, events=lambda kind, **facts: self.events.append((kind, facts)), **extra)
 
     def run(self, iterations=None, hours=None, **kwargs):

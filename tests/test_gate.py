@@ -80,7 +80,8 @@ def test_a_hanging_gate_is_killed_at_its_own_timeout(tmp_path):
         time.sleep(60)
         """
     started = time.monotonic()
-    result = run_job(make_spec(tmp_path, body, gate_timeout_seconds=1, timeout_seconds=60))
+    # Unsandboxed, so that the gate's pid is this machine's (the sandbox's pid namespace dies whole).
+    result = run_job(make_spec(tmp_path, body, gate_timeout_seconds=1, timeout_seconds=60, isolation="none"))
     elapsed = time.monotonic() - started
     assert result["status"] == "gate-failed"
     assert result["reason"] == ("the gate `python gate.py` did not finish within its 1 s timeout "
@@ -138,6 +139,19 @@ def test_regex_metrics_without_a_gate(tmp_path, bench, regex, status, reason):
 def test_a_summary_key_other_than_val_bpb_needs_no_harness_result(tmp_path):
     bench = "print('---'); print('score: 17'); print('total: 25')\n"
     result = run_job(make_spec(tmp_path, bench=bench, metric="score", metric_regex="",
-                               expected_harness={}, result_path=str(tmp_path / "none.json")))
+                               expected_harness={}))
     assert (result["status"], result["metric"], result["metric_source"]) == ("ok", 17.0, "printed")
     assert result["summary"] == {"score": 17, "total": 25}
+
+
+def test_a_gate_that_rewrites_the_frozen_scorer_is_caught(tmp_path):
+    import hashlib
+
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "bench.py").write_text(BENCH)
+    frozen = {"bench.py": hashlib.sha256(BENCH.encode()).hexdigest()}
+    spec = make_spec(tmp_path, "open('bench.py', 'w').write(\"print('time_us: 0.001')\")\n", expected_harness=frozen)
+    result = run_job(spec)
+    assert result["status"] == "crash" and result["metric"] is None
+    assert result["reason"].startswith("the gate changed the frozen harness: bench.py differs")

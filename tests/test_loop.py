@@ -166,9 +166,13 @@ def test_bad_repositories_get_errors_that_name_the_fix(tmp_path, toy_repo, setup
 def test_ctrl_c_kills_the_experiment_records_nothing_and_a_rerun_resumes(toy_repo, tmp_path):
     repo = toy_repo("hang")
     pid_file = tmp_path / "train.pid"
-    env = dict(os.environ, TOY_PID_FILE=str(pid_file))
+    env = dict(os.environ)
     command = [sys.executable, "-m", "bot", "run", "--local", "--iterations", "3", "--budget", "1"]
-    (repo / "autoresearch.yaml").write_text("harness: []\ntimeout_seconds: 120\n")
+    # Unsandboxed, so that train.py's pid is this machine's (in the sandbox the whole pid namespace dies);
+    # the shell writes its pid, which exec hands to train.py.
+    (repo / "autoresearch.yaml").write_text(
+        "harness: []\ntimeout_seconds: 120\nisolation: none\n"
+        f"command: sh -c 'echo $$ > {pid_file}; exec {sys.executable} train.py'\n")
     git(repo, "add", "autoresearch.yaml")
     git(repo, "commit", "-q", "-m", "settings")
     bot = subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
@@ -194,7 +198,8 @@ def test_ctrl_c_kills_the_experiment_records_nothing_and_a_rerun_resumes(toy_rep
     assert len(lines) == 1  # the baseline only; the stopped experiment left no row
     assert git(repo, "branch", "--list", "autoresearch/default-exp/*") == ""
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
-    again = LoopRun(repo, timeout_seconds=2, max_consecutive_crashes=1)
+    again = LoopRun(repo, timeout_seconds=2, max_consecutive_crashes=1, isolation="none",
+                    command=f"sh -c 'echo $$ > {pid_file}; exec {sys.executable} train.py'")
     again.run(iterations=1)
     assert "baseline-start" not in again.kinds()
     assert [r["id"] for r in again.records()] == [0, 1]

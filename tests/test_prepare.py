@@ -18,14 +18,15 @@ sys.path.insert(0, str(ROOT))
 
 import prepare  # noqa: E402
 
-RESULT_KEYS = {"val_bpb", "causal", "causal_max_diff", "eval_tokens", "eval_seconds", "harness_sha256",
-               "data_source", "data_fingerprint", "device", "seed", "seq_len", "time_budget"}
+RESULT_KEYS = {"val_bpb", "causal", "causal_rows_failed", "causal_rows_checked", "causal_max_diff", "eval_tokens",
+               "refusal", "load_seconds", "eval_seconds", "harness_sha256", "data_source", "data_fingerprint",
+               "device", "seq_len", "batch_size", "graph_ops", "graph_bytes"}
 
 
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch, tmp_path):
     """No AUTORESEARCH_* from the outside; a private cache; no corpus remembered between tests."""
-    for name in ("BUDGET_SECONDS", "SEED", "RESULT_PATH", "DATA", "CACHE_DIR"):
+    for name in ("BUDGET_SECONDS", "SEED", "TRAIN_DATA", "HANDOFF", "DATA", "CACHE_DIR"):
         monkeypatch.delenv(f"AUTORESEARCH_{name}", raising=False)
     monkeypatch.setenv("AUTORESEARCH_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setattr(prepare, "_CORPORA", {})
@@ -51,7 +52,7 @@ def write_files(folder, count, size=600):
 def test_environment_defaults_and_overrides(monkeypatch):
     assert prepare.run_seed() == 42
     assert prepare.time_budget() == (300.0 if torch.cuda.is_available() else 20.0)
-    assert prepare.result_path() is None
+    assert prepare.handoff_path() is None and prepare.train_data_path() is None
     assert prepare.data_spec() == ("parquet" if torch.cuda.is_available() else "stdlib")
     monkeypatch.setenv("AUTORESEARCH_SEED", "7")
     monkeypatch.setenv("AUTORESEARCH_BUDGET_SECONDS", "2.5")
@@ -87,8 +88,43 @@ def test_stdlib_source_loads_with_a_deterministic_split(monkeypatch):
     assert again.fingerprint == corpus.fingerprint and (again.val == corpus.val).all()
     names = [name for name, _ in prepare._stdlib_files()]
     assert "os.py" in names and not any(n.startswith(("test/", "idlelib/", "site-packages/")) for n in names)
-    held_out = {n for n in names if prepare._is_val(n)}
-    assert held_out and held_out == {n for n in names if prepare._is_val(n)}
+    # validation = whole packages nothing imports, so the sandbox can hide their files
+    assert b"xmlrpc" in corpus.val.tobytes()[:2_000_000] or b"tkinter" in corpus.val.tobytes()
+    assert corpus.hide and all(any(p.endswith("/" + pkg) for pkg in prepare.STDLIB_VAL_PACKAGES) for p in corpus.hide)
+
+
+def test_no_stdlib_validation_package_is_imported_by_training():
+    """If torch, numpy or train.py ever imported one, hiding it would break the train phase."""
+    code = ("import os, sys, runpy; os.environ['AUTORESEARCH_BUDGET_SECONDS'] = '0.5'; sys.path.insert(0, '.');\n"
+            "sys.argv = ['train.py']; runpy.run_path('train.py', run_name='__main__')\n"
+            "import prepare; print('IMPORTED', sorted(m for m in sys.modules if m.split('.')[0] in prepare.STDLIB_VAL_PACKAGES))")
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "AUTORESEARCH_DATA": "stdlib", "CUDA_VISIBLE_DEVICES": ""})
+    assert "IMPORTED []" in done.stdout, done.stdout[-800:] + done.stderr[-800:]
+
+
+def test_materialize_writes_the_splits_and_what_to_hide(monkeypatch, tmp_path):
+    monkeypatch.setenv("AUTORESEARCH_DATA", "stdlib")
+    meta = prepare.materialize(tmp_path / "data")
+    corpus = prepare.load_corpus()
+    assert (tmp_path / "data/train.bin").read_bytes() == corpus.train.tobytes()
+    assert (tmp_path / "data/val.bin").read_bytes() == corpus.val.tobytes()
+    assert meta == json.loads((tmp_path / "data/meta.json").read_text())
+    assert meta["fingerprint"] == corpus.fingerprint and meta["hide"] == list(corpus.hide)
+
+
+def test_the_train_phase_sees_the_training_split_only(monkeypatch, tmp_path):
+    monkeypatch.setenv("AUTORESEARCH_DATA", "stdlib")
+    prepare.materialize(tmp_path / "data")
+    monkeypatch.setattr(prepare, "_CORPORA", {})
+    monkeypatch.setenv("AUTORESEARCH_TRAIN_DATA", str(tmp_path / "data/train.bin"))
+    corpus = prepare.load_corpus()
+    assert corpus.val is None and len(corpus.train) > 2_000_000 and corpus.source == "stdlib"
+    assert next(prepare.make_dataloader("train", 2, 16, "cpu"))[0].shape == (2, 16)
+    with pytest.raises(ValueError, match="validation split is not available"):
+        next(prepare.make_dataloader("val", 2, 16, "cpu"))
 
 
 def test_text_glob_source_splits_by_file_disjointly(monkeypatch, tmp_path):
@@ -100,6 +136,8 @@ def test_text_glob_source_splits_by_file_disjointly(monkeypatch, tmp_path):
     assert all((m in train) != (m in val) for m in markers)  # every file in exactly one split
     assert any(m in val for m in markers) and any(m in train for m in markers)
     assert corpus.source == "text:data/**/*.txt"
+    hidden = {Path(p).read_text()[:10].encode() for p in corpus.hide}
+    assert hidden == {m for m in markers if m in val}  # exactly the validation files are hidden
 
 
 def test_text_source_with_one_file_holds_out_its_tail(monkeypatch, tmp_path):
@@ -109,6 +147,7 @@ def test_text_source_with_one_file_holds_out_its_tail(monkeypatch, tmp_path):
     corpus = prepare.load_corpus()
     cut = int(len(data) * 0.9)
     assert corpus.train.tobytes() == data[:cut] and corpus.val.tobytes() == data[cut:]
+    assert corpus.hide == (str((tmp_path / "one.txt").resolve()),)  # the train phase gets train.bin instead
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -250,56 +289,144 @@ class Bigram(nn.Module):
 
 
 @pytest.fixture
-def result_file(monkeypatch, tmp_path):
-    path = tmp_path / "out" / "result.json"
-    monkeypatch.setenv("AUTORESEARCH_RESULT_PATH", str(path))
+def stdlib(monkeypatch, tmp_path):
     monkeypatch.setenv("AUTORESEARCH_DATA", "stdlib")
     monkeypatch.setenv("AUTORESEARCH_SEED", "5")
-    monkeypatch.setenv("AUTORESEARCH_BUDGET_SECONDS", "12")
-    return path
+    prepare.materialize(tmp_path / "data")
+    return tmp_path
 
 
-def test_uniform_logits_score_exactly_eight_bits(result_file):
-    assert prepare.evaluate_bpb(Uniform(), 16) == pytest.approx(8.0, abs=1e-9)
-    result = json.loads(result_file.read_text())
+def hand_over(model, folder, batch_size, monkeypatch):
+    """The train phase's side: evaluate_bpb writes the graph and returns nan."""
+    monkeypatch.setenv("AUTORESEARCH_HANDOFF", str(folder / "model.graph"))
+    assert math.isnan(prepare.evaluate_bpb(model, batch_size))
+    monkeypatch.delenv("AUTORESEARCH_HANDOFF")
+    return folder / "model.graph"
+
+
+def evaluate(graph, folder):
+    return prepare.evaluate_graph(graph, folder / "data", folder / "result.json")
+
+
+def test_uniform_logits_score_exactly_eight_bits(stdlib, monkeypatch):
+    result = evaluate(hand_over(Uniform(), stdlib, 16, monkeypatch), stdlib)
     assert result["val_bpb"] == pytest.approx(8.0, abs=1e-9) and result["causal"] is True
+    assert prepare.evaluate_bpb(Uniform(), 16) == pytest.approx(8.0, abs=1e-9)  # by hand: the same scoring
 
 
-def test_causal_model_passes_and_the_result_json_is_complete(result_file):
+def test_a_handed_over_graph_scores_what_the_model_scores(stdlib, monkeypatch):
     model = Bigram()
-    val_bpb = prepare.evaluate_bpb(model, 7)  # 7 does not divide the sequences: last batch padded
-    assert 0 < val_bpb < 9 and model.training  # train mode restored
-    result = json.loads(result_file.read_text())
+    graph = hand_over(model, stdlib, 7, monkeypatch)  # 7 does not divide the rows: the last batch is padded
+    assert model.training  # train mode restored
+    result = evaluate(graph, stdlib)
     assert set(result) == RESULT_KEYS
-    assert result["val_bpb"] == val_bpb and result["causal"] is True and result["causal_max_diff"] == 0.0
+    assert json.loads((stdlib / "result.json").read_text()) == result
+    assert result["causal"] is True and result["causal_max_diff"] == 0.0 and result["refusal"] is None
+    assert result["causal_rows_checked"] == prepare.EVAL_TOKENS // prepare.MAX_SEQ_LEN
     assert result["eval_tokens"] == prepare.EVAL_TOKENS and result["seq_len"] == prepare.MAX_SEQ_LEN
     assert result["harness_sha256"] == hashlib.sha256((ROOT / "prepare.py").read_bytes()).hexdigest()
     assert result["data_source"] == "stdlib" and result["data_fingerprint"] == prepare.load_corpus().fingerprint
-    assert (result["device"], result["seed"], result["time_budget"]) == ("cpu", 5, 12.0)
-    assert list(result_file.parent.iterdir()) == [result_file]  # written atomically, no temp file left
-    assert prepare.evaluate_bpb(model, 7) == val_bpb  # a fixed slice: deterministic
+    assert (result["device"], result["batch_size"]) == ("cpu", 7)
+    by_hand = prepare.evaluate_bpb(model, 7)
+    assert result["val_bpb"] == pytest.approx(by_hand, rel=1e-9)  # the graph computes what the model does
+    assert evaluate(graph, stdlib)["val_bpb"] == pytest.approx(result["val_bpb"], rel=1e-12)  # order is random, sum is not
 
 
 @pytest.mark.parametrize("leak", ["mix_future", "peek"])
 @pytest.mark.parametrize("batch_size", [1, 8])
-def test_probe_catches_a_model_that_sees_the_future(result_file, leak, batch_size):
+def test_a_model_that_sees_the_future_is_refused(stdlib, monkeypatch, leak, batch_size):
+    result = evaluate(hand_over(Bigram(**{leak: True}), stdlib, batch_size, monkeypatch), stdlib)
+    assert result["causal"] is False and result["causal_max_diff"] > 1e-3
+    assert result["causal_rows_failed"] > result["causal_rows_checked"] // 2  # caught on the scored rows themselves
+    assert "non-causal" in result["refusal"] and math.isfinite(result["val_bpb"])
     with pytest.raises(RuntimeError, match="non-causal"):
         prepare.evaluate_bpb(Bigram(**{leak: True}), batch_size)
-    result = json.loads(result_file.read_text())  # still written, flagged
-    assert result["causal"] is False and result["causal_max_diff"] > 1e-3
-    assert math.isfinite(result["val_bpb"])
 
 
-def test_wrong_output_shape_is_explained(result_file):
+class PeekExceptAt(Bigram):
+    """Sees token t + 1 everywhere except at one position: the old single probe's blind spot."""
+
+    def __init__(self, spared):
+        super().__init__()
+        self.spared = spared
+
+    def forward(self, idx):
+        h = self.emb(idx)
+        future = torch.roll(h, shifts=-1, dims=1)
+        mask = torch.ones(idx.shape[1], 1)
+        mask[self.spared - 1:self.spared + 1] = 0
+        return self.head(h + future * mask)
+
+
+def test_a_leak_that_spares_one_position_is_caught(stdlib, monkeypatch):
+    result = evaluate(hand_over(PeekExceptAt(prepare.MAX_SEQ_LEN // 2), stdlib, 8, monkeypatch), stdlib)
+    assert result["causal"] is False and result["causal_rows_failed"] > 100
+
+
+def test_wrong_output_shape_is_explained(stdlib, monkeypatch):
     class Tupled(Bigram):
         def forward(self, idx):
             return super().forward(idx), None
 
     with pytest.raises(ValueError, match=r"logits of shape \(B, T, 256\)"):
-        prepare.evaluate_bpb(Tupled(), 8)
+        hand_over(Tupled(), stdlib, 8, monkeypatch)
 
 
-def test_no_result_path_writes_nothing(monkeypatch, tmp_path):
+@pytest.mark.parametrize("content, message", [
+    (b"\x80\x04K\x01.", "wrong magic"),  # a pickle
+    (b"PK\x03\x04" + b"\0" * 64, "wrong magic"),  # a zip, as torch.export.save writes
+    (b"", "wrong magic"),
+])
+def test_files_that_are_not_graphs_are_refused_unread(tmp_path, content, message):
+    (tmp_path / "model.graph").write_bytes(content)
+    with pytest.raises(ValueError, match=message):
+        prepare.GraphProgram(tmp_path / "model.graph")
+
+
+def test_graph_tampering_is_refused(stdlib, monkeypatch):
+    graph = hand_over(Bigram(), stdlib, 4, monkeypatch)
+    raw = graph.read_bytes()
+    start = len(prepare.GRAPH_MAGIC) + 8
+    size = int.from_bytes(raw[len(prepare.GRAPH_MAGIC):start], "little")
+    header = json.loads(raw[start:start + size])
+
+    def write(changed):
+        text = json.dumps(changed).encode()
+        graph.write_bytes(prepare.GRAPH_MAGIC + len(text).to_bytes(8, "little") + text + raw[start + size:])
+
+    for op, message in [("aten.from_file.default", "does not run"), ("aten.empty.memory_format", "does not run"),
+                        ("builtins.eval.default", "does not run"), ("torch.os.system", "")]:
+        write(dict(header, nodes=[dict(header["nodes"][0], op=op)] + header["nodes"][1:]))
+        with pytest.raises((ValueError, AttributeError)):
+            prepare.GraphProgram(graph)
+    write(dict(header, tensors=[dict(header["tensors"][0], offset=10**12)] + header["tensors"][1:]))
+    with pytest.raises(ValueError, match="does not fit"):
+        prepare.GraphProgram(graph)
+    write(dict(header, tensors=[dict(header["tensors"][0], device="meta")] + header["tensors"][1:]))
+    with pytest.raises(ValueError, match="only cpu and cuda"):
+        prepare.GraphProgram(graph)
+    write(dict(header, tensors=[dict(header["tensors"][0], dtype="object")] + header["tensors"][1:]))
+    with pytest.raises(KeyError):
+        prepare.GraphProgram(graph)
+
+
+def test_each_call_gets_fresh_weights_so_no_call_remembers_another(stdlib, monkeypatch):
+    class Counter(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("calls", torch.zeros(1))
+            self.emb = nn.Embedding(prepare.VOCAB_SIZE, prepare.VOCAB_SIZE)
+
+        def forward(self, idx):
+            self.calls.add_(1)  # recorded as an in-place op on a buffer
+            return self.emb(idx) * self.calls
+
+    program = prepare.GraphProgram(hand_over(Counter(), stdlib, 2, monkeypatch))
+    x = torch.zeros(2, prepare.MAX_SEQ_LEN, dtype=torch.int64)
+    assert torch.equal(program(x), program(x))
+
+
+def test_by_hand_without_a_result_channel_writes_nothing(monkeypatch, tmp_path):
     monkeypatch.setenv("AUTORESEARCH_DATA", "stdlib")
     monkeypatch.chdir(tmp_path)
     prepare.evaluate_bpb(Uniform(), 32)

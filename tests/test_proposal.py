@@ -136,8 +136,11 @@ def test_validate_refuses_the_harness_under_another_spelling(path):
         ("Train.py", ("train.py",), False),  # case matters, on every OS
         ("b.py", ("a.py", "b.py"), True),
         ("train.py", (), False),
+        ("src/sub/model.py", ("src/*.py",), False),  # `*` stays within one path segment
+        ("src/sub/model.py", ("src/**/*.py",), True),
     ],
-    ids=["exact", "other", "glob", "glob-extension", "glob-directory", "case", "second-pattern", "none"],
+    ids=["exact", "other", "glob", "glob-extension", "glob-directory", "case", "second-pattern", "none",
+         "glob-not-across-slash", "globstar"],
 )
 def test_is_editable(path, patterns, expected):
     assert is_editable(path, patterns) is expected

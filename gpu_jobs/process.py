@@ -1,0 +1,166 @@
+"""One supervised process of an experiment: output read line by line (redacted, capped, logged),
+a hard time limit, cancellation, a cap on the disk its writable directory may use, and every
+process it started killed when it ends. Stdlib only."""
+
+import collections
+import os
+import signal
+import subprocess
+import threading
+import time
+
+TAIL_LINES = 400
+MAX_LINE_CHARS = 2000  # longer lines are cut: a single print must not fill a PR body
+MAX_LOG_BYTES = 20 * 1024**2  # the log file stops growing here (the output is still read and counted)
+MAX_SCRATCH_BYTES = 20 * 1024**3  # an experiment writing more into its directory is stopped
+REDACTED = "[redacted]"
+
+
+def redactor(secrets):
+    """A function that replaces every secret value in a text (longest first) with [redacted]."""
+    values = sorted({s for s in secrets if s}, key=len, reverse=True)
+
+    def redact(text):
+        for value in values:
+            if value in text:
+                text = text.replace(value, REDACTED)
+        return text
+
+    return redact
+
+
+def directory_bytes(path, stop_at=None):
+    total = 0
+    for root, dirs, files in os.walk(path):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_blocks * 512
+            except OSError:
+                continue
+            if stop_at and total > stop_at:
+                return total
+    return total
+
+
+def _group_alive(pgid):
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
+class Supervised:
+    """A started process in its own process group, its output read by a thread."""
+
+    def __init__(self, argv, *, cwd, env, on_line=None, log=None, label=None, redact=None, stdin_pipe=False):
+        self.started = time.monotonic()
+        self.tail = collections.deque(maxlen=TAIL_LINES)
+        self.first_step = None
+        self.lines = self.dropped_log_bytes = 0
+        self.redact = redact or (lambda text: text)
+        self.on_line, self.log = on_line, log
+        if log and label:
+            log.write(f"== {label} ==\n")
+            log.flush()
+        self.process = subprocess.Popen(
+            argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL, text=True, errors="replace",
+            bufsize=1, start_new_session=True)
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            line = line.rstrip("\n")
+            if len(line) > MAX_LINE_CHARS:
+                line = line[:MAX_LINE_CHARS] + f" ...[{len(line) - MAX_LINE_CHARS} characters cut]"
+            line = self.redact(line)
+            self.lines += 1
+            self.tail.append(line)
+            if self.log:
+                if self.log.tell() < MAX_LOG_BYTES:
+                    self.log.write(line + "\n")
+                    self.log.flush()
+                else:
+                    self.dropped_log_bytes += len(line) + 1
+            if self.first_step is None and line.startswith("step"):
+                self.first_step = time.monotonic()
+            if self.on_line:
+                self.on_line(line)
+
+    def send(self, text):
+        try:
+            self.process.stdin.write(text)
+            self.process.stdin.flush()
+            self.process.stdin.close()
+        except (OSError, ValueError):
+            pass
+
+    def wait(self, timeout, cancel_event=None, watch_dir=None):
+        """Wait until exit, timeout, cancellation or a full scratch directory; then kill the group."""
+        outcome = {"returncode": None, "timed_out": False, "cancelled": False, "disk_full": False, "error": ""}
+        begun = time.monotonic()  # a process started ahead (the evaluation) is timed from here
+        deadline, next_check = begun + timeout, begun + 1.0
+        try:
+            while self.process.poll() is None:
+                if cancel_event is not None and cancel_event.is_set():
+                    outcome["cancelled"] = True
+                    break
+                if time.monotonic() > deadline:
+                    outcome["timed_out"] = True
+                    break
+                if watch_dir and time.monotonic() > next_check:
+                    next_check = time.monotonic() + 2.0
+                    if directory_bytes(watch_dir, MAX_SCRATCH_BYTES) > MAX_SCRATCH_BYTES:
+                        outcome["disk_full"] = True
+                        break
+                time.sleep(0.05)
+        finally:
+            # Also after a normal exit: whatever the command left running in its group (data
+            # workers, a stray server) must not hold the GPU into the next experiment.
+            self.kill()
+        outcome["returncode"] = self.process.returncode
+        return self._finish(outcome, begun)
+
+    def kill(self):
+        """SIGTERM the process group, then SIGKILL what is still there after a grace period."""
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.killpg(self.process.pid, sig)
+            except (ProcessLookupError, PermissionError):
+                break
+            deadline = time.monotonic() + 5.0
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None and not _group_alive(self.process.pid):
+                    break
+                time.sleep(0.02)
+            else:
+                continue
+            break
+        try:
+            self.process.wait(5.0)
+        except subprocess.TimeoutExpired:
+            pass
+
+    def _finish(self, outcome, begun):
+        self.reader.join(timeout=5)
+        if self.log and self.dropped_log_bytes:
+            self.log.write(f"[log capped at {MAX_LOG_BYTES} bytes: {self.dropped_log_bytes} more bytes of output "
+                           "were read and dropped]\n")
+            self.log.flush()
+        outcome.update(tail=list(self.tail), first_step=self.first_step, started=self.started,
+                       seconds=round(time.monotonic() - begun, 3), lines=self.lines)
+        return outcome
+
+
+def run_process(argv, *, cwd, env, timeout, cancel_event=None, on_line=None, log=None, label=None, redact=None,
+                watch_dir=None):
+    """Run one command to the end (see `Supervised.wait`); a command that cannot start is an outcome too."""
+    try:
+        supervised = Supervised(argv, cwd=cwd, env=env, on_line=on_line, log=log, label=label, redact=redact)
+    except (OSError, ValueError) as exc:
+        return {"returncode": None, "timed_out": False, "cancelled": False, "disk_full": False,
+                "error": f"could not start `{' '.join(argv)}`: {exc}", "tail": [], "first_step": None,
+                "started": time.monotonic(), "seconds": 0.0, "lines": 0}
+    return supervised.wait(timeout, cancel_event, watch_dir)
