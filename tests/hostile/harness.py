@@ -324,6 +324,8 @@ def judge(outcome, world, honest):
         problems.append(f"the job ran with isolation {result.get('isolation')!r}, not the sandbox")
     kind = classify(result)
     gain = False
+    if f"attack {case.name} starts" not in outcome.log:
+        problems.append("the attack never started (its train.py did not run)")
     if case.expect == "refused":
         if status == "ok":
             problems.append(f"expected a refusal, but it scored val_bpb {metric}")

@@ -54,8 +54,6 @@ def test_the_checks_catch_an_attack_without_the_sandbox(world):
     assert outcome.result["isolation"] == "none"
     assert leaked_secrets(world, outcome), "the judge did not see the secrets an unsandboxed run printed"
     assert any("experiments.jsonl" in path for path in changed_targets(outcome.before, outcome.after))
-    for value in world.file_secrets.values():
-        assert value not in outcome.log  # the redactor still hides the raw value
 
 
 def test_honest_case_is_not_a_hostile_case():
