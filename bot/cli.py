@@ -178,6 +178,11 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
     from bot.runners.local import checked_runner
 
     bar = ProgressBar()
+    from bot.cli_github import github_applies
+
+    # Before any GitHub request: GitHub mode does not run unsandboxed experiments without consent.
+    runner = checked_runner(config, bar.on_line, github=not no_github and github_applies(git, github_repo),
+                            no_isolation=no_isolation, warn=lambda line: click.echo(line, err=True))
     ledger_dir = _ledger_dir(git.root, config)
     ledger = Ledger(ledger_dir, config.metric)
     publisher = None
@@ -187,8 +192,6 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
         ledger, publisher = github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger,
                                          _printer(bar, config.metric), review_bound=review_bound,
                                          delete_closed_branches=delete_closed_branches) or (ledger, None)
-    runner = checked_runner(config, bar.on_line, github=publisher is not None, no_isolation=no_isolation,
-                            warn=lambda line: click.echo(line, err=True))
     loop = ResearchLoop(config, git, runner, OfflineProposer(config.seed),
                         ledger, events=_printer(bar, config.metric), publisher=publisher)
     click.echo(f"autoresearch-bot {__version__}: {git.root}, tag {config.tag}, budget {config.budget_seconds:g} s, "

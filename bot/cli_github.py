@@ -23,6 +23,11 @@ def _github_target(git, explicit):
     return match.group(1) if match else None
 
 
+def github_applies(git, github_repo):
+    """Whether `bot run` would work through GitHub (a target and a token): decided before any request."""
+    return bool(_github_target(git, github_repo) and os.environ.get("GITHUB_TOKEN"))
+
+
 def _push_env(token, server_url):
     """Git sees the token through GIT_CONFIG_* variables: never in argv, a URL or a file."""
     import base64

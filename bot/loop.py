@@ -269,7 +269,7 @@ class ResearchLoop:
                 data=self.config.data, expected_harness=self.harness,
                 log_path=str(logs / f"{log_name or f'{exp_id:04d}'}.log"), metric_regex=self.config.metric_regex,
                 gate=self.config.gate, gate_timeout_seconds=float(self.config.gate_timeout_seconds),
-                isolation=self.config.isolation, startup_seconds=self.config.startup_seconds)
+                isolation=self._isolation(), startup_seconds=self.config.startup_seconds)
             handle = self.runner.submit(experiment)
             try:
                 result = None
@@ -281,6 +281,11 @@ class ResearchLoop:
             return result
         finally:
             shutil.rmtree(work, ignore_errors=True)
+
+    def _isolation(self):
+        """What the runner decided (sandbox → required for every run; none), else the setting."""
+        decided = getattr(self.runner, "isolation", None)
+        return {"bwrap": "sandbox", "none": "none"}.get(decided, self.config.isolation)
 
     def _record(self, exp_id, kind, commit, parent, description, rationale, change, digest,
                 result, status, reason, evidence, branch=None, runs=None):

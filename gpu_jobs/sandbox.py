@@ -94,7 +94,15 @@ def probe():
         return False, f"{binary} could not run: {exc}"
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
-        return False, f"bwrap cannot create namespaces here ({reason}); user namespaces may be disabled"
+        fix = "user namespaces may be disabled"
+        try:
+            with open("/proc/sys/kernel/apparmor_restrict_unprivileged_userns") as restricted:
+                if restricted.read().strip() == "1":
+                    fix = ("Ubuntu restricts user namespaces: `sudo sysctl -w "
+                           "kernel.apparmor_restrict_unprivileged_userns=0` allows them")
+        except OSError:
+            pass
+        return False, f"bwrap cannot create namespaces here ({reason}); {fix}"
     return True, f"bwrap {binary}"
 
 

@@ -105,7 +105,7 @@ def tiny_model():
     return Tiny()
 
 
-def trained_bigram(steps=120, batch=16, lr=0.05):
+def trained_bigram(steps=60, batch=16, lr=0.1):
     """The honest model of these cases: a bigram trained a fixed number of steps (deterministic)."""
     torch, nn, F = torch_nn()
     import prepare
