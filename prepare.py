@@ -656,6 +656,10 @@ def evaluate_graph(graph_path, data_dir, result_path, max_bytes=None, wait=False
         raise ValueError(f"the graph was traced for input {program.shape}; the harness needs (B, {MAX_SEQ_LEN}) "
                          f"with 1 <= B <= {MAX_EVAL_BATCH}")
     loaded = time.time()
+    if program.device.type == "cpu":
+        # Intra-op threads thrash when other work shares a small machine (measured on 2 cores under
+        # load: 15 s with 2 threads, 3 s with 1); the sum does not depend on the count.
+        torch.set_num_threads(max(1, (os.cpu_count() or 1) // 4))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if program.device.type == "cuda" else \
         torch.autocast("cpu", enabled=False)
     with torch.no_grad(), autocast:

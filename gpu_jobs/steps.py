@@ -187,23 +187,33 @@ def clean_summary(summary, metric):
 
 
 def take_handoff(path, dest, max_bytes=MAX_GRAPH_BYTES):
-    """Copy the graph the experiment left, refusing anything but a plain file of sane size (never
-    following a link: it could point at the validation data or a secret). Returns an error or ''."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
-    except FileNotFoundError:
+    """Move the graph the experiment left (every process of it is dead by now) out of its reach,
+    refusing anything but a plain file of sane size. A rename moves a link itself, never its
+    target (it could point at the validation data or a secret). Returns an error or ''."""
+    if not os.path.lexists(path):
         return ("train.py did not hand its model to the harness: it must end with "
                 "prepare.evaluate_bpb(model, batch_size), which does")
-    except OSError as exc:
-        return f"the handed-over model could not be opened safely ({exc.strerror}); it must be a plain file"
-    with os.fdopen(fd, "rb") as source:
-        info = os.fstat(source.fileno())
-        if not stat.S_ISREG(info.st_mode):
-            return "the handed-over model is not a plain file"
-        if info.st_size > max_bytes:
-            return f"the handed-over model is {info.st_size} bytes, more than {max_bytes}"
-        with open(dest, "wb") as out:
-            shutil.copyfileobj(source, out, 1 << 20)
+    try:
+        os.rename(path, dest)
+    except OSError:  # another filesystem: copy, without following a link
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        except OSError as exc:
+            return f"the handed-over model could not be opened safely ({exc.strerror}); it must be a plain file"
+        with os.fdopen(fd, "rb") as source:
+            if not stat.S_ISREG(os.fstat(source.fileno()).st_mode):
+                return "the handed-over model is not a plain file"
+            if os.fstat(source.fileno()).st_size > max_bytes:
+                return f"the handed-over model is more than {max_bytes} bytes"
+            with open(dest, "wb") as out:
+                shutil.copyfileobj(source, out, 1 << 20)
+    info = os.lstat(dest)
+    if not stat.S_ISREG(info.st_mode):
+        os.unlink(dest)
+        return "the handed-over model is not a plain file"
+    if info.st_size > max_bytes:
+        os.unlink(dest)
+        return f"the handed-over model is {info.st_size} bytes, more than {max_bytes}"
     return ""
 
 

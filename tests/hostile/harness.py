@@ -238,13 +238,13 @@ def ledger_record(result, name):
             "log_path": "/dev/null"}
 
 
-def run_case(case, world, spec_defaults=None):
-    """Write the case's train.py next to the real prepare.py and run it through the real job."""
+def run_case(case, world, spec_defaults=None, source=None):
+    """Write the case's train.py (or `source`) next to the real prepare.py and run it through the real job."""
     if world.src.exists():
         shutil.rmtree(world.src)
     world.src.mkdir(parents=True)
     shutil.copyfile(ROOT / "prepare.py", world.src / "prepare.py")
-    (world.src / "train.py").write_text(build_source(case, world.targets()))
+    (world.src / "train.py").write_text(source if source is not None else build_source(case, world.targets()))
     settings = dict(command="python train.py", budget_seconds=1.0, seed=42, data="stdlib", metric="val_bpb",
                     isolation="sandbox", startup_seconds=60.0)
     settings.update(spec_defaults or {})
