@@ -52,6 +52,23 @@ except Exception as exc:
 """
 
 
+# Where a case that gets through gets through (shown only when it does).
+WHERE = {
+    "leak_large_offset": "prepare.score_bpb: the causality tolerance is 1e-4 (1e-2 under autocast) x max|logit| of the "
+                         "row, and a constant added to every logit changes no probability but lifts that tolerance",
+    "leak_neg_inf_nan": "prepare.score_bpb: -inf - -inf = NaN in `diff`; `diff > tolerance` is False for NaN and "
+                        "`max(worst, nan)` keeps `worst`, so causal_max_diff stays finite and no row counts as broken",
+    "val_other_python_copies": "prepare._stdlib_bytes hides only this Python's copies and /usr/lib/python3*, "
+                               "/usr/local/lib/python3*, /usr/lib64/python3*; the sandbox mounts all of /usr, where "
+                               "other interpreters keep their own stdlib (here /usr/lib/google-cloud-sdk/platform/"
+                               "bundledpythonunix/lib/python3.12/{xmlrpc,wsgiref,curses,dbm,sqlite3}, ~190 KB of "
+                               "the ~900 KB validation text, near-identical)",
+    "fm_forged_pr_marker": "bot/messages.pr_body puts the crash reason (the experiment's last output line) and the log "
+                           "tail before the bot's marker, and parse_marker takes the first match (used by "
+                           "bot/rebuild.py and bot/command_handler.py)",
+}
+
+
 def loader_probe(tmp):
     """In a subprocess (it reads heap memory): does the loader run a view past its storage?"""
     done = subprocess.run([sys.executable, "-c", LOADER_PROBE, str(ROOT), str(Path(tmp) / "oob.graph")],
@@ -73,9 +90,10 @@ def main():
         sys.exit(f"no sandbox here: {isolation}")
     base = Path(tempfile.mkdtemp(prefix="hostile-bench-"))
     cache = base / "cache"
+    prepare_bytes = (ROOT / "prepare.py").read_bytes()  # one harness for the whole run, even if edited meanwhile
 
     def fresh(name):
-        return World(base / name, cache)
+        return World(base / name, cache, prepare_bytes)
 
     world = fresh("honest")
     honest_outcome = run_case(HONEST, world)  # also prepares the splits into the cache
@@ -147,7 +165,8 @@ def main():
         lines.append("Nothing: every case was refused, crashed, or scored no better than an honest run, and no "
                      "secret, persistence target, host path or server outside the sandbox was reached.")
     for o in findings:
-        lines.append(f"- **{o.case.name}** ({o.case.klass}; {o.case.note}): " + "; ".join(o.problems))
+        lines.append(f"- **{o.case.name}** ({o.case.klass}; {o.case.note}): " + "; ".join(o.problems)
+                     + (f". Where: {WHERE[o.case.name]}." if o.case.name in WHERE else ""))
     if probe_verdict == "ACCEPTED":
         lines.append("- **loader_reshape_alias_oob** (graph loader): prepare.GraphProgram runs "
                      "`aten._reshape_alias`, which makes a view larger than its storage without a bounds check; "

@@ -75,7 +75,8 @@ class Supervised:
             line = line.rstrip("\n")
             if len(line) > MAX_LINE_CHARS:
                 line = line[:MAX_LINE_CHARS] + f" ...[{len(line) - MAX_LINE_CHARS} characters cut]"
-            line = self.redact(line)
+            # "<!--" would open a hidden marker in a PR body that quotes this line
+            line = self.redact(line).replace("<!--", "<! --")
             self.lines += 1
             self.tail.append(line)
             if self.log:

@@ -431,3 +431,37 @@ def test_by_hand_without_a_result_channel_writes_nothing(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     prepare.evaluate_bpb(Uniform(), 32)
     assert list(tmp_path.iterdir()) == []
+
+
+class Offset(Bigram):
+    """Peeks at token t + 1 under a huge constant offset, which softmax ignores: a tolerance scaled by
+    the logits' size would let the leak through."""
+
+    def forward(self, idx):
+        h = self.emb(idx)
+        leak = torch.nn.functional.one_hot(torch.roll(idx, -1, 1), prepare.VOCAB_SIZE).float() * 60
+        return self.head(h) + leak + 1e6
+
+
+class MinusInfinity(Bigram):
+    """-inf everywhere but the next token: differences of -inf are NaN, which compare as 'no change'."""
+
+    def forward(self, idx):
+        nxt = torch.nn.functional.one_hot(torch.roll(idx, -1, 1), prepare.VOCAB_SIZE).bool()
+        return torch.where(nxt, torch.zeros(()), torch.full((), float("-inf")))
+
+
+@pytest.mark.parametrize("model, reason", [(Offset, "non-causal"), (MinusInfinity, "not all finite")])
+def test_leaks_that_fool_a_naive_comparison_are_refused(stdlib, monkeypatch, model, reason):
+    result = evaluate(hand_over(model(), stdlib, 8, monkeypatch), stdlib)
+    assert result["refusal"] and reason in result["refusal"]
+
+
+def test_a_view_beyond_its_memory_is_caught():
+    small = torch.zeros(16)
+    beyond = torch.ops.aten._reshape_alias(small, [240], [1])  # no bounds check of its own
+    assert not prepare._within_storage(beyond)
+    assert prepare._within_storage(small[2:9:3]) and prepare._within_storage(small.view(4, 4).t())
+    assert prepare._within_storage(torch.zeros(0, 5))
+    with pytest.raises(ValueError, match="does not run"):
+        prepare.GraphProgram._op("aten._reshape_alias.default")

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bot.messages import pr_body  # noqa: E402
+from bot.messages import parse_marker, pr_body  # noqa: E402
 from gpu_jobs.job import JobSpec, run_job  # noqa: E402
 
 from .cases import build_source  # noqa: E402
@@ -103,7 +103,10 @@ class Recorder:
 class World:
     """Everything one case may attack, created fresh (with new random secrets) per case."""
 
-    def __init__(self, base, cache_dir):
+    def __init__(self, base, cache_dir, prepare_bytes=None):
+        # The harness under test, read once per session: prepare.py may be edited while a session
+        # runs, and every case (and its split cache key) must see the same bytes.
+        self.prepare_bytes = prepare_bytes if prepare_bytes is not None else (ROOT / "prepare.py").read_bytes()
         self.base = Path(base)
         self.base.mkdir(parents=True, exist_ok=True)
         self.cache_dir = Path(cache_dir)
@@ -243,7 +246,7 @@ def run_case(case, world, spec_defaults=None, source=None):
     if world.src.exists():
         shutil.rmtree(world.src)
     world.src.mkdir(parents=True)
-    shutil.copyfile(ROOT / "prepare.py", world.src / "prepare.py")
+    (world.src / "prepare.py").write_bytes(world.prepare_bytes)
     (world.src / "train.py").write_text(source if source is not None else build_source(case, world.targets()))
     settings = dict(command="python train.py", budget_seconds=1.0, seed=42, data="stdlib", metric="val_bpb",
                     isolation="sandbox", startup_seconds=60.0)
@@ -363,6 +366,13 @@ def judge(outcome, world, honest):
         raise ValueError(f"unknown expectation {case.expect!r}")
     leaks = leaked_secrets(world, outcome)
     problems += leaks
+    marker = parse_marker(outcome.body) or {}
+    expected = ledger_record(result, case.name)
+    forged = (marker.get("description"), marker.get("status"), marker.get("metric")) != (
+        expected["description"], expected["status"], expected["metric"])
+    if forged:
+        problems.append("the PR body's first experiment marker is not the bot's: parse_marker (ledger rebuild, "
+                        f"/autoresearch commands) reads {json.dumps(marker)[:160]}")
     changed = changed_targets(outcome.before, outcome.after)
     if changed:
         problems.append("persistence targets changed: " + ", ".join(changed[:8]))
@@ -385,7 +395,7 @@ def judge(outcome, world, honest):
     if case.check == "flag-disagree" and not any("disagrees" in f for f in result.get("flags") or []):
         problems.append("the printed val_bpb disagrees with the harness's but no flag says so")
     outcome.problems = problems
-    breach = leaks or changed or checks["host_file"] or checks["marker"] or any(
+    breach = leaks or changed or forged or checks["host_file"] or checks["marker"] or any(
         checks[n][0] or checks[n][1] for n in ("tcp", "abstract", "pathname")) or (
         case.check == "daemon" and len(checks["daemon_sizes"]) == 3 and checks["daemon_sizes"][1] != checks["daemon_sizes"][2])
     if gain:
