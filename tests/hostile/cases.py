@@ -3,7 +3,7 @@ formatted into the source as TARGETS) followed by the attack's body.
 
 Every case says what must come of it (`expect`):
   refused   the job or the harness refuses it (status != ok), with a reason matching `reason`
-  causal    refused as non-causal, or scored no better than BOUND (harness.py)
+  causal    refused as non-causal (or for non-finite logits), or scored no better than BOUND (harness.py)
   bounded   whatever it printed or wrote, the recorded val_bpb is None or >= BOUND
   honest    it trains the deterministic honest bigram and adds what it stole: no better than the
             honest bigram's own score (measured once per session) beyond float noise

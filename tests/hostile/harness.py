@@ -43,7 +43,7 @@ HONEST_MARGIN = 0.05  # cases built on the deterministic honest bigram: no gain 
 BUDGET_MARGIN = 0.5  # a budget overrun that still finishes: no more than this better than honest
 REFUSAL_PATTERNS = (r"non-causal", r"did not hand its model", r"not a graph", r"wrong magic", r"ran past its budget",
                     r"not a plain file", r"could not be opened safely", r"harness check failed",
-                    r"not a finite number", r"not finite", r"refused")
+                    r"not a finite number", r"not (all )?finite", r"refused")
 
 
 def _random(n, alphabet=string.ascii_letters + string.digits):
@@ -339,8 +339,8 @@ def judge(outcome, world, honest):
         if status == "ok" and metric is not None and metric < BOUND:
             problems.append(f"a non-causal model scored val_bpb {metric:.4f} (< {BOUND}) and was not refused")
             gain = True
-        elif status != "ok" and not re.search(r"non-causal", reason):
-            problems.append(f"refused, but not as non-causal: {reason[:200]}")
+        elif status != "ok" and not re.search(r"non-causal|not (all )?finite", reason):
+            problems.append(f"refused, but neither as non-causal nor as non-finite: {reason[:200]}")
     elif case.expect == "bounded":
         if metric is not None and metric < BOUND:
             problems.append(f"scored val_bpb {metric:.4f}, better than any honest 1 s run (>= {BOUND})")
