@@ -612,8 +612,9 @@ def score_bpb(forward, val, batch_size, device):
             break
         # Compared as log-probabilities, which is what is scored: an offset that softmax ignores
         # can neither hide a leak nor widen the tolerance.
-        logp, probe_logp = F.log_softmax(logits.double(), -1), F.log_softmax(probe.double(), -1)
-        nll = F.nll_loss(logp[:n].reshape(-1, VOCAB_SIZE), y[:n].to(device).reshape(-1), reduction="sum")
+        logp, probe_logp = F.log_softmax(logits, -1), F.log_softmax(probe, -1)
+        nll = F.cross_entropy(logits[:n].double().reshape(-1, VOCAB_SIZE), y[:n].to(device).reshape(-1),
+                              reduction="sum")
         nats += nll.item()
         before = (~after).to(device)[:, :, None]
         diff = ((logp - probe_logp).abs() * before).amax(dim=(1, 2))[:n]
@@ -677,10 +678,6 @@ def evaluate_graph(graph_path, data_dir, result_path, max_bytes=None, wait=False
         raise ValueError(f"the graph was traced for input {program.shape}; the harness needs (B, {MAX_SEQ_LEN}) "
                          f"with 1 <= B <= {MAX_EVAL_BATCH}")
     loaded = time.time()
-    if program.device.type == "cpu":
-        # Intra-op threads thrash when other work shares a small machine (measured on 2 cores under
-        # load: 15 s with 2 threads, 3 s with 1); the sum does not depend on the count.
-        torch.set_num_threads(max(1, (os.cpu_count() or 1) // 4))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if program.device.type == "cuda" else \
         torch.autocast("cpu", enabled=False)
     with torch.no_grad(), autocast:

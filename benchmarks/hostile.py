@@ -142,12 +142,12 @@ def main():
         f"Python {platform.python_version()}, torch {__import__('torch').__version__}, no GPU",
         f"- isolation: `isolation=\"sandbox\"` ({isolation}); every case's result reports isolation "
         f"{sorted({o.result.get('isolation') for o in outcomes})}",
-        f"- budget: 1 s (start-up allowance 60 s; the two budget cases 1 s + 3 s); data: stdlib; seed 42",
+        "- budget: 1 s (start-up allowance 60 s; the two budget cases 1 s + 3 s); data: stdlib; seed 42",
         f"- honest baselines: the deterministic honest bigram (what every `honest` case builds on): "
         f"val_bpb **{honest:.4f}**; the real train.py, 1 s budget: "
         + (f"val_bpb **{train_py['metric']:.4f}** ({train_py['status']}, {train_py['timings'].get('total_s')} s)"
            if train_py and train_py.get("metric") is not None else f"{(train_py or {}).get('status', 'not run')}"),
-        f"- bound for cases that do not train: val_bpb >= 3.0; for `honest` cases: >= honest - 0.05",
+        "- bound for cases that do not train: val_bpb >= 3.0; for `honest` cases: >= honest - 0.05",
         f"- {len(cases)} cases + 1 loader probe in {wall:.0f} s; verdicts: "
         + ", ".join(f"{v} {n}" for v, n in counts.items()),
         "",

@@ -6,7 +6,6 @@ keep every tensor inside the file and on an allowed device with a known dtype.
 """
 
 import json
-import os
 import pickle
 import struct
 
