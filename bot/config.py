@@ -50,7 +50,7 @@ class Config:
     max_usd: float = None
     seed: int = 42
     isolation: str = "auto"  # auto: the sandbox when it can start | sandbox: required | none
-    startup_seconds: float = None  # None: 150 s on a GPU machine, 10 s + budget/2 on a CPU
+    startup_seconds: float = None  # None: 150 s on a GPU machine, 10 s + budget/10 on a CPU
     max_file_bytes: int = 1_000_000  # largest proposed file
     allowed_calls: tuple = ()  # process/network/dynamic-import names proposals may newly use
 

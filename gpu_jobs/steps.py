@@ -39,7 +39,7 @@ def startup_allowance(spec):
     compiling them on a GPU, and handing the model over."""
     if spec.startup_seconds is not None:
         return float(spec.startup_seconds)
-    return 150.0 if has_gpu() else 10.0 + 0.5 * float(spec.budget_seconds)
+    return 150.0 if has_gpu() else 10.0 + 0.1 * float(spec.budget_seconds)
 
 
 def eval_timeout(spec):

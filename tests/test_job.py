@@ -505,3 +505,14 @@ def test_printed_markers_cannot_open_a_hidden_comment_in_a_pr_body(tmp_path):
     result = run_job(make_job(tmp_path, body, printed=None))
     assert result["status"] == "crash"
     assert "<!--" not in json.dumps(result) and "<! -- autoresearch:experiment" in result["log_tail"]
+
+
+@pytest.mark.parametrize("gpu, budget, setting, expected", [
+    (False, 15, None, 11.5), (False, 300, None, 40.0), (True, 300, None, 150.0), (False, 15, 4, 4.0)],
+    ids=["cpu-quick-start", "cpu-5-min", "gpu", "setting"])
+def test_the_start_up_allowance(monkeypatch, gpu, budget, setting, expected):
+    import gpu_jobs.steps as steps
+
+    monkeypatch.setattr(steps, "has_gpu", lambda: gpu)
+    spec = JobSpec(source_dir="src", budget_seconds=budget, startup_seconds=setting)
+    assert steps.startup_allowance(spec) == expected
