@@ -90,6 +90,10 @@ def probe():
     try:
         done = subprocess.run([binary, *_NAMESPACES, "--ro-bind", "/", "/", "--proc", "/proc", "--", "true"],
                               capture_output=True, text=True, timeout=30)
+        if done.returncode != 0 and "--disable-userns" in done.stderr:  # bwrap < 0.8 (e.g. Ubuntu 22.04's)
+            _NAMESPACES.remove("--disable-userns")
+            done = subprocess.run([binary, *_NAMESPACES, "--ro-bind", "/", "/", "--proc", "/proc", "--", "true"],
+                                  capture_output=True, text=True, timeout=30)
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"{binary} could not run: {exc}"
     if done.returncode != 0:
