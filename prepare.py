@@ -271,7 +271,8 @@ def load_corpus():
     if train_data_path():
         path = train_data_path()
         if path not in _CORPORA:
-            meta = json.loads(Path(path).with_name("meta.json").read_text()) if Path(path).with_name("meta.json").exists() else {}
+            meta_path = Path(path).with_name("meta.json")
+            meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
             _CORPORA[path] = Corpus(np.fromfile(path, dtype=np.uint8), None, meta.get("source", data_spec()),
                                     meta.get("fingerprint", ""))
         return _CORPORA[path]
@@ -642,18 +643,18 @@ def _refusal(result):
 def evaluate_bpb(model, batch_size):
     """Under the job: hand the model to the harness (returns nan; the job measures val_bpb in a fresh
     process). Run by hand: bits per byte of model(x) on the validation split, with the same checks."""
-    x = torch.from_numpy(load_corpus().train[:MAX_SEQ_LEN].astype(np.int64)).repeat(max(1, min(int(batch_size),
-                                                                                               MAX_EVAL_BATCH)), 1)
+    batch_size = max(1, min(int(batch_size), MAX_EVAL_BATCH))
     device = next(iter(model.parameters()), torch.empty(0, device=get_device())).device
     was_training = model.training
     model.eval()
     try:
-        if handoff_path():
+        if handoff_path():  # traced on training text: the shape is what matters, never the content
+            x = torch.from_numpy(load_corpus().train[:MAX_SEQ_LEN].astype(np.int64)).repeat(batch_size, 1)
             save_graph(handoff_path(), *trace_model(model, x.to(device)))
             print(f"handed the model to the harness: {handoff_path()}", file=sys.stderr, flush=True)
             return math.nan
         t0 = time.time()
-        result = score_bpb(lambda b: _check_logits(model(b), tuple(b.shape)), load_corpus().val, len(x), device)
+        result = score_bpb(lambda b: _check_logits(model(b), tuple(b.shape)), load_corpus().val, batch_size, device)
     finally:
         model.train(was_training)
     refusal = _refusal(result)

@@ -218,27 +218,13 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
 
 def _status_text(ledger, config):
     from bot.progress import report_stats, stats_line
-    from bot.report import status_table
+    from bot.report import isolation_line, status_table
 
     records = ledger.read()
     text = status_table(records, config.metric, config.direction)
     if not records:
         return text
-    return text + "\n" + stats_line(report_stats(records, config.direction)) + "\n" + _isolation_line(records)
-
-
-def _isolation_line(records):
-    """How the experiments were isolated: the sandbox, none (and why that matters), or trust mode."""
-    levels = [r.get("isolation") or (r.get("key") or {}).get("isolation") for r in records
-              if r.get("status") in ("keep", "discard", "crash", "gate-failed")]
-    seen = sorted({level or "unrecorded" for level in levels})
-    trust = any(any(str(f).startswith("trust mode") for f in r.get("flags") or ()) for r in records)
-    text = "isolation: " + ", ".join(seen)
-    if "none" in seen:
-        text += " (experiments ran without the sandbox: they could read this machine's files and environment)"
-    if trust:
-        text += "; trust mode: the metric is the number train.py printed"
-    return text
+    return text + "\n" + stats_line(report_stats(records, config.direction)) + "\n" + isolation_line(records)
 
 
 @cli.command()

@@ -115,14 +115,15 @@ def command(event_path, local, github_repo, bot_login, writes_per_minute, queue,
 
     bar = ProgressBar()
     printer = _printer(bar, config.metric)
+    # --queue only records the command; without it a retry runs here, beside the token: decided
+    # before any GitHub request.
+    runner = checked_runner(config, bar.on_line, github=not queue, no_isolation=no_isolation)
     # No reconcile here: a `bot run` may be mid-experiment in another job; its PRs are its own.
     mode = github_mode(git, config, github_repo, False, writes_per_minute,
                        Ledger(_ledger_dir(git.root, config), config.metric), printer, reconcile=False)
     if mode is None:
         raise BotError("`bot command` needs GitHub: set GITHUB_TOKEN and GITHUB_REPOSITORY (or --github OWNER/NAME)")
     ledger, publisher = mode
-    # --queue only records the command; without it a retry runs here, beside the token.
-    runner = checked_runner(config, bar.on_line, github=not queue, no_isolation=no_isolation)
     loop = ResearchLoop(config, git, runner, OfflineProposer(config.seed), ledger,
                         events=printer, publisher=publisher)
     outcome, detail = CommandHandler(publisher.gh, git, config, ledger, publisher, loop, bot_login).handle(

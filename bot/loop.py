@@ -88,6 +88,13 @@ class ResearchLoop:
             )
         return head
 
+    def measure_under(self, head):
+        """Set the frozen harness hashes at `head` and the comparability key runs get from now on."""
+        self.harness = self._harness_hashes(head)
+        self.key = comparability_key(self.config, self.harness, self.bot_version, self.runner.name,
+                                     getattr(self.runner, "isolation", None))
+        return self.key
+
     def _harness_hashes(self, head):
         """sha256 of each frozen file at the tracking head (the job checks them again)."""
         texts = {path: self.git.read_file(head, path) for path in self.config.harness}
@@ -99,9 +106,7 @@ class ResearchLoop:
     def run(self, iterations=None, hours=None):
         """Run experiments until `iterations` are done, `hours` pass, or a stop condition."""
         head = self.preflight()
-        self.harness = self._harness_hashes(head)
-        self.key = comparability_key(self.config, self.harness, self.bot_version, self.runner.name,
-                                     getattr(self.runner, "isolation", None))
+        self.measure_under(head)
         deadline = self.clock() + hours * 3600 if hours else None
         records = self.ledger.read()
         for warning in self.ledger.warnings:
@@ -242,9 +247,7 @@ class ResearchLoop:
 
     def remeasure(self, exp_id, commit, head):
         """Run `commit` once more under this repo's key (for `/autoresearch retry`); no decision."""
-        self.harness = self._harness_hashes(head)
-        self.key = comparability_key(self.config, self.harness, self.bot_version, self.runner.name,
-                                     getattr(self.runner, "isolation", None))
+        self.measure_under(head)
         return self._evaluate(exp_id, commit), self.key
 
     # ---- one run --------------------------------------------------------------------------

@@ -77,3 +77,17 @@ def summary_line(records, metric="val_bpb", direction="minimize"):
             text += (f", {gain:+.6f} vs baseline {int(baselines[0]['id']):04d}; rows before it were "
                      "measured under other settings or data and are not compared")
     return text
+
+
+def isolation_line(records):
+    """How the experiments were isolated: the sandbox, none (and why that matters), or trust mode."""
+    levels = [r.get("isolation") or (r.get("key") or {}).get("isolation") for r in records
+              if r.get("status") in ("keep", "discard", "crash", "gate-failed")]
+    seen = sorted({level or "unrecorded" for level in levels})
+    trust = any(any(str(f).startswith("trust mode") for f in r.get("flags") or ()) for r in records)
+    text = "isolation: " + ", ".join(seen)
+    if "none" in seen:
+        text += " (experiments ran without the sandbox: they could read this machine's files and environment)"
+    if trust:
+        text += "; trust mode: the metric is the number train.py printed"
+    return text

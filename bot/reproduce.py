@@ -9,7 +9,7 @@ row's evidence says whether the change still clears the noise against its parent
 
 from bot.decide import decide_noise_aware, mean
 from bot.errors import BotError
-from bot.loop import comparability_key, same_segment
+from bot.loop import same_segment
 from bot.replicates import head_values, measure, params_from, segment_sigma
 
 REPRODUCED = "reproduced"
@@ -35,9 +35,7 @@ def reproduce(loop, exp_id, runs=2):
     if not target.get("commit"):
         raise BotError(f"experiment {int(exp_id):04d} has no measured commit to reproduce")
     head = loop.preflight()
-    loop.harness = loop._harness_hashes(head)
-    loop.key = comparability_key(loop.config, loop.harness, loop.bot_version, loop.runner.name,
-                                 getattr(loop.runner, "isolation", None))
+    loop.measure_under(head)
     if not same_segment(target, loop.key):
         stored = {k: v for k, v in (target.get("key") or {}).items() if k != "device"}
         differ = sorted(k for k in set(stored) | set(loop.key) if stored.get(k) != loop.key.get(k))

@@ -23,6 +23,8 @@ SUMMARY_KEYS = (
     "depth",
 )
 
+EXTRA_KEYS = ("device", "peak_rss_mb")  # printed by train.py besides autoresearch's keys
+
 _LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.\-]*):\s*(.*?)\s*$")
 _PROGRESS = re.compile(r"\((\d{1,3}(?:\.\d+)?)%\)")
 
@@ -72,3 +74,19 @@ def progress_fraction(line):
     if not match:
         return None
     return min(1.0, float(match.group(1)) / 100.0)
+
+
+def clean_summary(summary, metric):
+    """What of a summary printed by untrusted code is kept: the known keys (text cut to 64
+    characters), the metric, and up to 40 other numbers with short names."""
+    if not summary:
+        return summary
+    known = set(SUMMARY_KEYS) | set(EXTRA_KEYS) | {metric}
+    kept = {}
+    for key, value in summary.items():
+        if isinstance(value, str):
+            if key in known:
+                kept[key] = value[:64]
+        elif key in known or (len(kept) < 40 and len(key) <= 40):
+            kept[key] = value
+    return kept

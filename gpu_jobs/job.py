@@ -63,8 +63,8 @@ def harness_mismatches(source_dir, expected):
         full = Path(source_dir) / path
         if not full.is_file() or full.is_symlink():
             problems.append(f"{path} is missing")
-        elif file_sha256(full) != sha:
-            problems.append(f"{path} differs from the frozen harness (sha256 {file_sha256(full)[:12]} != {sha[:12]})")
+        elif (actual := file_sha256(full)) != sha:
+            problems.append(f"{path} differs from the frozen harness (sha256 {actual[:12]} != {sha[:12]})")
     return problems
 
 

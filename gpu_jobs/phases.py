@@ -70,8 +70,10 @@ def _prepare_data(spec, runner, dirs, evaluator, result):
                                 f"{last[:300]}")
             result["log_tail"] = "\n".join(prepared["tail"][-40:])
             return None
-        if cached is not None:
-            os.replace(target, cached) if not cached.exists() else shutil.rmtree(target, ignore_errors=True)
+        if cached is not None and not cached.exists():
+            os.replace(target, cached)
+        elif cached is not None:  # another job cached the same splits meanwhile
+            shutil.rmtree(target, ignore_errors=True)
     if cached is not None:
         for name in ("train.bin", "val.bin", "meta.json"):
             try:

@@ -155,13 +155,17 @@ class Supervised:
         return outcome
 
 
+def failed_outcome(error):
+    """The outcome of a command that never started (`error` says why)."""
+    return {"returncode": None, "timed_out": False, "cancelled": False, "disk_full": False, "error": error,
+            "tail": [], "first_step": None, "started": time.monotonic(), "seconds": 0.0, "lines": 0}
+
+
 def run_process(argv, *, cwd, env, timeout, cancel_event=None, on_line=None, log=None, label=None, redact=None,
                 watch_dir=None):
     """Run one command to the end (see `Supervised.wait`); a command that cannot start is an outcome too."""
     try:
         supervised = Supervised(argv, cwd=cwd, env=env, on_line=on_line, log=log, label=label, redact=redact)
     except (OSError, ValueError) as exc:
-        return {"returncode": None, "timed_out": False, "cancelled": False, "disk_full": False,
-                "error": f"could not start `{' '.join(argv)}`: {exc}", "tail": [], "first_step": None,
-                "started": time.monotonic(), "seconds": 0.0, "lines": 0}
+        return failed_outcome(str(exc))
     return supervised.wait(timeout, cancel_event, watch_dir)

@@ -88,12 +88,12 @@ def probe():
     if not sys.platform.startswith("linux"):
         return False, f"bubblewrap needs Linux; this is {sys.platform}"
     try:
-        done = subprocess.run([binary, *_NAMESPACES, "--ro-bind", "/", "/", "--proc", "/proc", "--", "true"],
-                              capture_output=True, text=True, timeout=30)
-        if done.returncode != 0 and "--disable-userns" in done.stderr:  # bwrap < 0.8 (e.g. Ubuntu 22.04's)
-            _NAMESPACES.remove("--disable-userns")
+        while True:
             done = subprocess.run([binary, *_NAMESPACES, "--ro-bind", "/", "/", "--proc", "/proc", "--", "true"],
                                   capture_output=True, text=True, timeout=30)
+            if done.returncode == 0 or "--disable-userns" not in done.stderr or "--disable-userns" not in _NAMESPACES:
+                break
+            _NAMESPACES.remove("--disable-userns")  # bwrap < 0.8 (e.g. Ubuntu 22.04's) lacks it
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"{binary} could not run: {exc}"
     if done.returncode != 0:

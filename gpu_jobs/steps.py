@@ -12,15 +12,14 @@ import stat
 import sys
 from pathlib import Path
 
-from bot.summary import SUMMARY_KEYS, parse_summary
+from bot.summary import clean_summary, parse_summary
 from gpu_jobs import sandbox
-from gpu_jobs.process import Supervised, redactor, run_process
+from gpu_jobs.process import Supervised, failed_outcome, redactor, run_process
 
 LOG_TAIL_LINES = 40
 PRINTED_TOLERANCE = 1e-4
 HANDOFF = ".autoresearch-handoff/model.graph"  # in the scratch directory: the train phase's only writable place
 MAX_GRAPH_BYTES = 16 * 1024**3
-EXTRA_SUMMARY_KEYS = ("device", "peak_rss_mb")
 
 
 def command_argv(command):
@@ -72,32 +71,33 @@ class Runner:
                          "PYTHONUNBUFFERED": "1"})
         self.cache_dir = environ.get("AUTORESEARCH_CACHE_DIR") or os.path.join(self.home, ".cache", "autoresearch-bot")
 
-    def argv(self, argv, cwd, writable, readable=(), hidden=(), env=None, trusted=False):
+    def _command(self, argv, cwd, writable, readable=(), hidden=(), env=None, trusted=False):
+        """(argv, environment) to start: in the sandbox bwrap gets an empty environment and sets `env`
+        inside; `trusted` commands (the verified harness preparing data) run outside it."""
         if self.isolation == "bwrap" and not trusted:
             return sandbox.sandbox_argv(argv, cwd=cwd, writable=writable, readable=readable, hidden=hidden,
-                                        env=env, home=self.home), None
-        return argv, env
+                                        env=env, home=self.home), {}
+        return argv, env or {}
 
     def start(self, argv, *, cwd, writable, readable=(), hidden=(), env=None, label=None, stdin_pipe=False):
-        full, direct_env = self.argv(argv, cwd, writable, readable, hidden, env)
-        return Supervised(full, cwd=cwd, env=direct_env if direct_env is not None else {}, log=self.log,
-                          label=label, redact=self.redact, stdin_pipe=stdin_pipe,
-                          on_line=self.on_line if not stdin_pipe else None)
+        """Start a command that waits for input (the evaluation); its output goes to the log only."""
+        full, full_env = self._command(argv, cwd, writable, readable, hidden, env)
+        return Supervised(full, cwd=cwd, env=full_env, log=self.log, label=label, redact=self.redact,
+                          stdin_pipe=stdin_pipe)
 
     def run(self, argv, *, cwd, writable, timeout, readable=(), hidden=(), env=None, label=None, name="",
             trusted=False):
         """Run a command to its end; `trusted` (the verified harness preparing data) runs outside the sandbox."""
         missing = _missing_program(argv, cwd, (env or {}).get("PATH"))
         if missing:
-            return {"returncode": None, "timed_out": False, "cancelled": False, "disk_full": False, "tail": [],
-                    "first_step": None, "started": 0.0, "seconds": 0.0, "lines": 0,
-                    "error": f"could not start `{name or ' '.join(argv)}`: {missing}"}
-        full, direct_env = self.argv(argv, cwd, writable, readable, hidden, env, trusted)
-        outcome = run_process(full, cwd=cwd, env=direct_env if direct_env is not None else {}, timeout=timeout,
-                              cancel_event=self.cancel, on_line=self.on_line, log=self.log, label=label,
-                              redact=self.redact, watch_dir=writable)
+            outcome = failed_outcome(missing)
+        else:
+            full, full_env = self._command(argv, cwd, writable, readable, hidden, env, trusted)
+            outcome = run_process(full, cwd=cwd, env=full_env, timeout=timeout, cancel_event=self.cancel,
+                                  on_line=self.on_line, log=self.log, label=label, redact=self.redact,
+                                  watch_dir=writable)
         if outcome["error"]:
-            outcome["error"] = f"could not start `{name or ' '.join(argv)}`: {outcome['error'].split(': ', 1)[-1]}"
+            outcome["error"] = f"could not start `{name or ' '.join(argv)}`: {outcome['error']}"
         return outcome
 
 
@@ -169,21 +169,6 @@ def run_outcome(spec, run, result, limit_reason):
         failure = next((line for line in reversed(run["tail"]) if line.strip()), "no output")
         result["reason"] = f"exited with code {run['returncode']}: {failure[:300]}"
     return False
-
-
-def clean_summary(summary, metric):
-    """Only what a summary is for: the known keys, the metric, and other numeric values."""
-    if not summary:
-        return summary
-    known = set(SUMMARY_KEYS) | set(EXTRA_SUMMARY_KEYS) | {metric}
-    kept = {}
-    for key, value in summary.items():
-        if isinstance(value, str):
-            if key in known:
-                kept[key] = value[:64]
-        elif key in known or (len(kept) < 40 and len(key) <= 40):
-            kept[key] = value
-    return kept
 
 
 def take_handoff(path, dest, max_bytes=MAX_GRAPH_BYTES):

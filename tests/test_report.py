@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.report import best_record, status_table, summary_line
+from bot.report import best_record, isolation_line, status_table, summary_line
 
 SHA = "abcdef0123456789abcdef0123456789abcdef01"
 
@@ -94,3 +94,15 @@ def test_status_table_leaves_out_notes():
     ]
     table = status_table(records)
     assert "note" not in table and "0001" not in table and "0000" in table
+
+
+@pytest.mark.parametrize("rows, line", [
+    ([{"status": "keep", "isolation": "bwrap"}], "isolation: bwrap"),
+    ([{"status": "keep", "key": {"isolation": "none"}}],
+     "isolation: none (experiments ran without the sandbox: they could read this machine's files and environment)"),
+    ([{"status": "keep"}, {"status": "note", "isolation": "none"}], "isolation: unrecorded"),
+    ([{"status": "keep", "isolation": "bwrap", "flags": ["trust mode: no harness result, the printed value was used"]}],
+     "isolation: bwrap; trust mode: the metric is the number train.py printed"),
+], ids=["sandboxed", "none-from-key", "before-the-sandbox", "trust-mode"])
+def test_isolation_line(rows, line):
+    assert isolation_line(rows) == line

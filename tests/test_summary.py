@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from bot.summary import SUMMARY_KEYS, metric_value, parse_summary, progress_fraction
+from bot.summary import SUMMARY_KEYS, clean_summary, metric_value, parse_summary, progress_fraction
 
 FULL_BLOCK = """\
 step 00099 (100.0%) | loss: 3.1
@@ -130,3 +130,16 @@ def test_progress_fraction(line, expected):
         assert value is None
     else:
         assert value == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("summary, metric, kept", [
+    (None, "val_bpb", None),
+    ({"val_bpb": 3.5, "device": "cpu", "num_steps": 9}, "val_bpb", {"val_bpb": 3.5, "device": "cpu", "num_steps": 9}),
+    ({"val_bpb": 3.5, "note": "ghp_leaked_by_print"}, "val_bpb", {"val_bpb": 3.5}),  # unknown text dropped
+    ({"device": "x" * 500}, "val_bpb", {"device": "x" * 64}),  # known text cut
+    ({"score": 17, "total": 25}, "score", {"score": 17, "total": 25}),  # other numbers kept
+    ({"k" * 41: 1.0}, "val_bpb", {}),  # a long unknown name is not kept
+    ({f"n{i}": i for i in range(60)}, "val_bpb", {f"n{i}": i for i in range(40)}),  # at most 40 others
+], ids=["none", "known", "unknown-text", "long-text", "other-metric", "long-name", "many"])
+def test_clean_summary(summary, metric, kept):
+    assert clean_summary(summary, metric) == kept
