@@ -81,7 +81,20 @@ def _printer(bar, metric):
             bar.start("baseline")
         elif kind == "experiment-start":
             click.echo(f"Experiment {facts['id']:04d}: {facts['description']}")
+            spent = facts.get("proposal") or {}
+            if spent.get("model"):
+                tokens = spent.get("tokens") or {}
+                click.echo(f"  proposed by {spent['model']} in {spent.get('attempts', 1)} attempt(s): "
+                           f"{sum(tokens.values()):,} tokens ({tokens.get('cache_read', 0):,} cached), ${spent.get('usd', 0):.4f}"
+                           + (f", repairing {int(spent['repair_of']):04d}" if spent.get("repair_of") is not None else ""))
+            for warning in spent.get("warnings") or ():
+                click.echo(f"  warning: {warning}")
             bar.start(facts["description"])
+        elif kind == "proposal-wait":
+            if facts["seconds"] >= 1:
+                click.echo(f"  waited {facts['seconds']:.1f} s for the proposer")
+        elif kind == "proposal-stale":
+            click.echo(f"  the prepared proposal ({facts['description']}) no longer applies to the new head; asking again")
         elif kind == "replicate-start":
             click.echo(f"  run {facts['replicate'] + 1} of {facts['id']:04d} with seed {facts['seed']}")
             bar.start(f"replicate {facts['replicate'] + 1}")
@@ -167,14 +180,12 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
     """
     from bot.ledger import Ledger
     from bot.loop import Interrupted, ResearchLoop
-    from bot.proposers.offline import OfflineProposer
 
     git, config = _open(repo, config_path, budget_seconds=budget, tag=tag,
                         runner="local" if local else None)
     if config.runner != "local":
         raise BotError("the Modal runner is not available yet: run with --local to train on this machine")
-    if config.proposer != "offline":
-        raise BotError(f"the {config.proposer} proposer is not available yet: set `proposer: offline`")
+    proposer = _proposer(config, git, warn=lambda line: click.echo(f"warning: {line}", err=True))
     from bot.runners.local import checked_runner
 
     bar = ProgressBar()
@@ -192,10 +203,11 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
         ledger, publisher = github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger,
                                          _printer(bar, config.metric), review_bound=review_bound,
                                          delete_closed_branches=delete_closed_branches) or (ledger, None)
-    loop = ResearchLoop(config, git, runner, OfflineProposer(config.seed),
+    loop = ResearchLoop(config, git, runner, proposer,
                         ledger, events=_printer(bar, config.metric), publisher=publisher)
     click.echo(f"autoresearch-bot {__version__}: {git.root}, tag {config.tag}, budget {config.budget_seconds:g} s, "
-               f"local runner, isolation {runner.isolation}")
+               f"local runner, isolation {runner.isolation}, proposer {proposer.name}"
+               + (f" ({config.model})" if proposer.name == "anthropic" else ""))
     click.echo(f"Optimizing {config.metric} ({config.direction})"
                + (f"; gate: `{config.gate}`" if config.gate else ""))
     if publisher:  # comment commands queued with `bot command --queue` go first
@@ -216,15 +228,48 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
                f"best version: `git checkout {config.branches['tracking']}`")
 
 
+def _proposer(config, git, warn):
+    """The configured proposer; for `anthropic`, a real client from ANTHROPIC_API_KEY (and the SDK's
+    ANTHROPIC_BASE_URL), checked before any compute is spent."""
+    from bot.proposers.offline import OfflineProposer
+
+    offline = OfflineProposer(config.seed)
+    if config.proposer == "offline":
+        return offline
+    key = os.environ.get("ANTHROPIC_API_KEY", "").strip()
+    if not key:
+        raise BotError("`proposer: anthropic` needs ANTHROPIC_API_KEY in the environment (create a key at "
+                       "console.anthropic.com → API keys; in GitHub Actions, a repository secret), "
+                       "or set `proposer: offline`")
+    try:
+        import anthropic
+    except ImportError:
+        raise BotError("`proposer: anthropic` needs the anthropic package: pip install anthropic") from None
+    from bot.proposers.anthropic import AnthropicProposer
+
+    program = git.root / config.program
+    if not program.is_file():
+        warn(f"{config.program} not found: the proposer works from the code and the history alone "
+             "(write research instructions there, or set `program:` in autoresearch.yaml)")
+    client = anthropic.Anthropic(api_key=key, max_retries=0)  # retries are the proposer's, bounded
+    return AnthropicProposer(client, offline, model=config.model, editable=config.editable,
+                             program_text=program.read_text(encoding="utf-8") if program.is_file() else "",
+                             metric=config.metric, direction=config.direction, api_attempts=config.api_attempts,
+                             max_wait_seconds=config.api_max_wait_seconds,
+                             timeout_seconds=config.api_timeout_seconds, warn=warn)
+
+
 def _status_text(ledger, config):
     from bot.progress import report_stats, stats_line
-    from bot.report import isolation_line, status_table
+    from bot.report import isolation_line, spending_line, status_table
 
     records = ledger.read()
     text = status_table(records, config.metric, config.direction)
     if not records:
         return text
-    return text + "\n" + stats_line(report_stats(records, config.direction)) + "\n" + isolation_line(records)
+    spending = spending_line(records)
+    return (text + "\n" + stats_line(report_stats(records, config.direction)) + "\n" + isolation_line(records)
+            + (f"\n{spending}" if spending else ""))
 
 
 @cli.command()

@@ -38,7 +38,11 @@ class Config:
     gpu: str = "H100!"
     parallel: int = 1
     proposer: str = "offline"
-    model: str = "claude-sonnet-4-5"
+    model: str = "claude-sonnet-5-5"  # proposer: anthropic (priced in bot/pricing.py)
+    proposal_attempts: int = 3  # proposals refused in a row before the experiment is recorded `invalid`
+    api_attempts: int = 3  # failed API calls before an experiment is proposed offline instead
+    api_max_wait_seconds: float = 300.0  # longest total Retry-After / back-off wait per proposal
+    api_timeout_seconds: float = 180.0  # one API call
     program: str = "program.md"
     data: str = "auto"
     decision_rule: str = "noise-aware"
@@ -76,12 +80,14 @@ _TYPES = {
     "max_samples": int, "max_consecutive_crashes": int, "max_usd": float, "seed": int,
     "metric_regex": str, "gate": str, "gate_timeout_seconds": float,
     "isolation": str, "startup_seconds": float, "max_file_bytes": int, "allowed_calls": tuple,
+    "proposal_attempts": int, "api_attempts": int, "api_max_wait_seconds": float, "api_timeout_seconds": float,
 }
 _CHOICES = {"runner": RUNNERS, "proposer": PROPOSERS, "direction": DIRECTIONS,
             "decision_rule": DECISION_RULES, "isolation": ISOLATIONS}
 _OPTIONAL = {"timeout_seconds", "max_usd", "metric_regex", "gate", "startup_seconds"}
 _POSITIVE = {"budget_seconds", "timeout_seconds", "parallel", "max_consecutive_crashes",
-             "gate_timeout_seconds", "replicates", "max_samples", "startup_seconds", "max_file_bytes"}
+             "gate_timeout_seconds", "replicates", "max_samples", "startup_seconds", "max_file_bytes",
+             "proposal_attempts", "api_attempts", "api_timeout_seconds"}
 ENV_PREFIX = "AUTORESEARCH_"
 
 

@@ -17,11 +17,13 @@ from bot import __version__
 from bot.decide import CRASH, GATE_FAILED, KEEP
 from bot.errors import BotError, ProposalError, RepoError
 from bot.ledger import next_experiment_id
-from bot.proposal import is_editable, validate
+from bot.proposal import is_editable
+from bot.proposing import ProposalSource
 from bot.replicates import head_values, judge, measure, segment_sigma
+from bot.report import spent_usd
 from bot.runners import Experiment
 
-PROPOSAL_ATTEMPTS = 3
+INVALID = "invalid"
 
 
 class Interrupted(BotError):
@@ -61,6 +63,7 @@ class ResearchLoop:
         self.bot_version, self.clock = bot_version, clock
         self.tracking = config.branches["tracking"]
         self.exp_prefix = config.branches["experiment"]
+        self.source = ProposalSource(proposer, config, git, self.events, clock) if proposer else None
 
     # ---- set-up ---------------------------------------------------------------------------
 
@@ -114,6 +117,8 @@ class ResearchLoop:
         head = self._reconcile(records, head)
         reference = self._reference(records, head)
         if reference is None:
+            if self.source:  # the first proposal is written while the baseline trains
+                self.source.prefetch(head, records, self._next_id(records) + 1, None)
             reference = self._baseline(records, head)
             records = self.ledger.read()
         else:
@@ -122,13 +127,16 @@ class ResearchLoop:
 
             if top_up_head(self, records, reference) is not None:
                 records = self.ledger.read()
-        done, crashes, stop = 0, 0, None
+        done, crashes, invalid, stop = 0, 0, 0, None
         while stop is None:
             if iterations is not None and done >= iterations:
                 stop = f"finished {done} experiment(s)"
                 break
             if deadline is not None and self.clock() >= deadline:
                 stop = f"the {hours:g} h limit passed after {done} experiment(s)"
+                break
+            stop = self._over_budget(records)
+            if stop:
                 break
             try:
                 record = self.experiment(records, reference)
@@ -140,11 +148,27 @@ class ResearchLoop:
             if record["status"] == KEEP:
                 reference = record
             crashes = crashes + 1 if record["status"] == CRASH else 0
+            invalid = invalid + 1 if record["status"] == INVALID else 0
             if crashes >= self.config.max_consecutive_crashes:
                 stop = (f"stopped after {crashes} consecutive crashes; the last, {record['id']:04d} "
                         f"({record['description']}): {record['reason']} — log: {record.get('log_path')}")
+            elif invalid >= self.config.max_consecutive_crashes:
+                stop = (f"stopped after {invalid} experiments in a row whose proposals were all refused; the "
+                        f"last: {record['reason']}. Check program.md and the proposer's settings")
         self.events("stop", reason=stop, experiments=done)
         return {"stop_reason": stop, "experiments": done, "best": reference}
+
+    def _over_budget(self, records):
+        """The stop reason when `max_usd` is spent, or would be by one more experiment like the last."""
+        if self.config.max_usd is None:
+            return None
+        spent = spent_usd(records)
+        costs = [spent_usd([r]) for r in records[-5:] if r.get("kind") == "experiment"]
+        typical = sum(costs) / len(costs) if costs else 0.0
+        if spent + typical > self.config.max_usd:
+            return (f"max_usd reached: ${spent:.2f} spent on proposals and GPU time, about ${typical:.2f} more per "
+                    f"experiment, limit ${self.config.max_usd:.2f} (raise `max_usd` to go on)")
+        return None
 
     def _segment(self, records):
         return [r for r in records if same_segment(r, self.key)]
@@ -197,33 +221,21 @@ class ResearchLoop:
         """Propose, validate, commit, run, decide and record one experiment; return its record."""
         exp_id = self._next_id(records)
         base = reference["commit"]
-        files = [f for f in self.git.list_files(base) if is_editable(f, self.config.editable)]
-        base_files = {path: self.git.read_file(base, path) for path in files}
-        tried = {r.get("diff_hash") for r in records if r.get("parent") == base}
-        avoid, last_error = set(), None
-        for _ in range(PROPOSAL_ATTEMPTS):
-            proposal = self.proposer.propose(
-                base_files, records, device=(reference.get("key") or {}).get("device"),
-                experiment_id=exp_id, avoid=avoid)
-            try:
-                digest = validate(proposal, base_files, self.config.editable, self.config.harness, tried,
-                                  max_file_bytes=self.config.max_file_bytes,
-                                  allowed_calls=tuple(self.config.allowed_calls))
-                break
-            except ProposalError as exc:
-                last_error = exc
-                self.events("proposal-refused", id=exp_id, description=proposal.description, reason=str(exc))
-                change = proposal.change or {}
-                avoid.add((change.get("name"), change.get("new")))
-        else:
-            raise ProposalError(f"{PROPOSAL_ATTEMPTS} proposals in a row were refused; last: {last_error}")
+        device = (reference.get("key") or {}).get("device")
+        asked = self.source.obtain(records, base, exp_id, device)
+        if not hasattr(asked, "proposal"):
+            return self._invalid(exp_id, base, *asked)
+        proposal, digest = asked.proposal, asked.digest
         message = f"{proposal.description}\n\n{proposal.rationale}\n\nautoresearch experiment {exp_id:04d}"
         commit = self.git.commit_files(base, proposal.files, message)
         branch = f"{self.exp_prefix}{exp_id:04d}"
         self.git.create_branch(branch, commit)
-        self.events("experiment-start", id=exp_id, description=proposal.description, commit=commit)
+        self.events("experiment-start", id=exp_id, description=proposal.description, commit=commit,
+                    proposal=asked.spent)
         pr = self.publisher.started(exp_id, branch, commit, base, proposal.description,
                                     proposal.rationale) if self.publisher else None
+        # the next proposal is written while this one trains (the GPU never waits for the model)
+        self.source.prefetch(base, records, exp_id + 1, device, running=(proposal.description,))
         segment = self._segment(records)
         try:
             decision, runs, result = judge(self._evaluate_seed, exp_id, commit,
@@ -235,6 +247,9 @@ class ResearchLoop:
                               proposal.rationale, proposal.change, digest, result,
                               decision.status, decision.reason, decision.evidence, branch, runs=runs)
         record["pr"] = pr
+        record["proposal"] = asked.spent
+        if asked.spent.get("repair_of") is not None:
+            record["repair_of"] = asked.spent["repair_of"]
         if self.publisher:  # a gain too large to trust is held for a human (needs-review)
             record = self.publisher.guard(record, reference)
         self.ledger.append(record)
@@ -242,6 +257,18 @@ class ResearchLoop:
             self.git.move_branch(self.tracking, commit, base)
         if self.publisher:
             self.publisher.decided(record, reference, [*records, record])
+        self.events("result", record=record)
+        return record
+
+    def _invalid(self, exp_id, base, spent, reasons):
+        """The ledger row of an experiment whose every proposal was refused: nothing ran."""
+        record = {"id": exp_id, "kind": "experiment", "status": INVALID, "commit": None, "parent": base,
+                  "branch": None, "description": reasons[-1].split(": ", 1)[0] if reasons else "",
+                  "rationale": "", "reason": f"{len(reasons)} proposal(s) refused before any compute; last: "
+                  f"{reasons[-1] if reasons else '?'}", "refusals": reasons, "proposal": spent,
+                  "metric_name": self.config.metric, "metric": None, "runner": None, "cost_usd": 0.0,
+                  "key": dict(self.key), "finished_at": _now(), "evidence": {}, "flags": []}
+        self.ledger.append(record)
         self.events("result", record=record)
         return record
 

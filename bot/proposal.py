@@ -30,6 +30,10 @@ class Proposal:
     rationale: str
     files: dict  # path -> new full text
     change: dict = None  # structured detail, e.g. {"file", "name", "old", "new"} for a constant
+    # Who proposed it and at what price: {proposer, model, tokens, usd, price_known, warnings}.
+    meta: dict = None
+    # Set when the proposer's answer could not be read as a change; validation refuses it with this.
+    error: str = None
 
 
 def is_editable(path, editable_globs):
@@ -196,6 +200,8 @@ def validate(proposal, base_files, editable, harness=(), tried_hashes=(), allowe
     processes, reach the network or run dynamic code: import names (`subprocess`), dotted
     names (`os.system`, `os.exec*`), `eval`, `getattr(os)`, `open(/proc)`, ...
     """
+    if proposal.error:
+        raise ProposalError(proposal.error)
     if not proposal.description.strip():
         raise ProposalError("the proposal has no description: say in one line what it changes")
     if not proposal.files:

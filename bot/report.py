@@ -91,3 +91,28 @@ def isolation_line(records):
     if trust:
         text += "; trust mode: the metric is the number train.py printed"
     return text
+
+
+def spent_usd(records):
+    """Dollars spent so far: GPU time of every run plus every proposal (refused ones included)."""
+    return round(sum(float(r.get("cost_usd") or 0.0) + float((r.get("proposal") or {}).get("usd") or 0.0)
+                     for r in records), 6)
+
+
+def spending_line(records):
+    """Proposals (tokens, dollars, fallbacks) and GPU dollars, or None when nothing was spent on a model."""
+    asked = [r["proposal"] for r in records if isinstance(r.get("proposal"), dict)]
+    models = sorted({p.get("model") for p in asked if p.get("model")})
+    if not models:
+        return None
+    tokens = {k: sum(int((p.get("tokens") or {}).get(k) or 0) for p in asked)
+              for k in ("input", "cache_write", "cache_read", "output")}
+    usd = sum(float(p.get("usd") or 0.0) for p in asked)
+    gpu = sum(float(r.get("cost_usd") or 0.0) for r in records)
+    fallbacks = sum(1 for p in asked if "fallback" in str(p.get("proposer")))
+    text = (f"proposals: {len(asked)} by {', '.join(models)}; tokens {tokens['input']:,} input, "
+            f"{tokens['cache_read']:,} cached read, {tokens['cache_write']:,} cache write, {tokens['output']:,} output; "
+            f"${usd:.4f}; GPU ${gpu:.4f}; total ${usd + gpu:.4f}")
+    if fallbacks:
+        text += f"; {fallbacks} proposed offline while the API was unavailable"
+    return text
