@@ -118,7 +118,7 @@ class ResearchLoop:
         reference = self._reference(records, head)
         if reference is None:
             if self.source:  # the first proposal is written while the baseline trains
-                self.source.prefetch(head, records, self._next_id(records) + 1, None)
+                self.source.prefetch(head, records, self._baseline_id(records) + 1, None)
             reference = self._baseline(records, head)
             records = self.ledger.read()
         else:
@@ -139,7 +139,8 @@ class ResearchLoop:
             if stop:
                 break
             try:
-                record = self.experiment(records, reference)
+                more = iterations is None or done + 1 < iterations  # else no next proposal is worth asking for
+                record = self.experiment(records, reference, prefetch=more)
             except ProposalError as exc:
                 stop = f"no more proposals: {exc}"
                 break
@@ -194,8 +195,11 @@ class ResearchLoop:
     def _next_id(self, records):
         return next_experiment_id(records, self._taken_ids())
 
+    def _baseline_id(self, records):
+        return self._next_id(records) if records else 0
+
     def _baseline(self, records, head):
-        exp_id = self._next_id(records) if records else 0
+        exp_id = self._baseline_id(records)
         self.events("baseline-start", id=exp_id, commit=head, replicates=self.config.replicates)
         runs, result = measure(self._evaluate_seed, exp_id, head, self.config.seed, self.config.replicates)
         status = {"ok": KEEP, GATE_FAILED: GATE_FAILED}.get(result.status, CRASH)
@@ -217,7 +221,7 @@ class ResearchLoop:
             )
         return record
 
-    def experiment(self, records, reference):
+    def experiment(self, records, reference, prefetch=True):
         """Propose, validate, commit, run, decide and record one experiment; return its record."""
         exp_id = self._next_id(records)
         base = reference["commit"]
@@ -235,7 +239,8 @@ class ResearchLoop:
         pr = self.publisher.started(exp_id, branch, commit, base, proposal.description,
                                     proposal.rationale) if self.publisher else None
         # the next proposal is written while this one trains (the GPU never waits for the model)
-        self.source.prefetch(base, records, exp_id + 1, device, running=(proposal.description,))
+        if prefetch:
+            self.source.prefetch(base, records, exp_id + 1, device, running=(proposal.description,))
         segment = self._segment(records)
         try:
             decision, runs, result = judge(self._evaluate_seed, exp_id, commit,

@@ -21,7 +21,8 @@ COMMANDS_HELP = (
 # Fields copied into the experiment marker: enough to rebuild a ledger row without the branch.
 MARKER_FIELDS = ("id", "kind", "commit", "parent", "branch", "description", "rationale", "change",
                  "diff_hash", "status", "reason", "evidence", "metric_name", "metric", "memory_gb",
-                 "run_status", "runner", "seed", "key", "finished_at", "timings", "summary", "samples")
+                 "run_status", "runner", "seed", "key", "finished_at", "timings", "summary", "samples",
+                 "proposal", "repair_of")
 
 
 def marker(kind, data):
@@ -78,6 +79,23 @@ def run_facts(record):
     return " · ".join(facts)
 
 
+def proposal_facts(record):
+    """Who proposed the change and what it cost, with any warning (e.g. the API was down); '' for
+    proposals that cost nothing and raised nothing."""
+    spent = record.get("proposal") or {}
+    lines = []
+    if spent.get("model"):
+        tokens = spent.get("tokens") or {}
+        lines.append(f"Proposed by {spent['model']} ({spent.get('proposer')}) in {spent.get('attempts', 1)} attempt(s) · "
+                     f"tokens: {tokens.get('input', 0):,} input, {tokens.get('cache_read', 0):,} cached read, "
+                     f"{tokens.get('cache_write', 0):,} cache write, {tokens.get('output', 0):,} output · "
+                     f"${spent.get('usd', 0.0):.4f}")
+    if record.get("repair_of") is not None:
+        lines.append(f"Repairs the crash of experiment {int(record['repair_of']):04d}.")
+    lines += [f"> Warning: {warning}" for warning in spent.get("warnings") or ()]
+    return "\n\n".join(lines)
+
+
 def pr_body(record, reference, diff_stat="", log_tail="", running=False, retries=()):
     """The experiment PR's body: what changed, how it measured, what was decided, and why."""
     status = "running" if running else record["status"]
@@ -87,6 +105,9 @@ def pr_body(record, reference, diff_stat="", log_tail="", running=False, retries
     else:
         lines += [metric_table(record, reference), ""]
     lines += ["### The change", "", record.get("description") or "", "", record.get("rationale") or "", ""]
+    facts = proposal_facts(record)
+    if facts:
+        lines += [facts, ""]
     if diff_stat:
         lines += ["### Diff", "", "```", diff_stat.strip(), "```", ""]
     if not running:

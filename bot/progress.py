@@ -4,6 +4,7 @@ the progress plot, and the markdown report. Pure; bot/plot.py draws the PNG from
 """
 
 from bot.replicates import sample_values, segment_sigma
+from bot.report import spending_line
 
 
 def run_seconds(record):
@@ -93,6 +94,9 @@ def markdown_report(records, metric="val_bpb", direction="minimize", image=None)
         lines.append(f"- first baseline: {first['metric']:.6f}; cumulative delta {_fmt(stats['cumulative_delta'], '+.6f')}")
     lines.append(f"- noise σ (one run): {_fmt(stats['sigma'])}")
     lines.append(f"- compute: {stats['runs']} run(s), {stats['compute_s'] / 60:.1f} min; cost ${stats['cost_usd']:.2f}")
+    spending = spending_line(records)
+    if spending:
+        lines.append(f"- {spending}")
     lines += ["", f"| id | commit | {metric} | runs | delta | delta/σ | status | description |",
               "|---|---|---|---|---|---|---|---|"]
     for r in records:

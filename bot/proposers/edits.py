@@ -102,33 +102,40 @@ def _replace_once(text, search, replace, where):
             start = hits[0]
             new = _reindent(replace.strip("\n").split("\n"), wanted, lines[start:start + len(wanted)])
             return "\n".join(lines[:start] + new + lines[start + len(wanted):])
-    close = difflib.get_close_matches(wanted[0], lines, n=1, cutoff=0.6) if wanted[0].strip() else []
-    hint = f"; the closest line is {lines.index(close[0]) + 1}: `{close[0].strip()[:80]}`" if close else ""
+    hint, first = "", wanted[0].strip()
+    if first:
+        scores = [difflib.SequenceMatcher(None, first, line.strip()[: len(first) + 8]).ratio() for line in lines]
+        best = max(range(len(lines)), key=scores.__getitem__)
+        if scores[best] >= 0.6:
+            hint = f"; the closest line is {best + 1}: `{lines[best].strip()[:80]}`"
     raise ProposalError(f"{where}: the search text is not in the file{hint}. Copy the lines exactly as they are now")
 
 
 def _reindent(replacement, searched, found):
-    """Shift the replacement by the indentation the model got wrong (found vs searched)."""
+    """Give the replacement the file's indentation where the model wrote another: each indent
+    the search used maps to the one the file has on the same line (2 spaces → 4, tabs → spaces)."""
     def indent(line):
         return line[: len(line) - len(line.lstrip())]
 
-    first = next((k for k, line in enumerate(searched) if line.strip()), 0)
-    have, wrote = indent(found[first]), indent(searched[first])
-    if have == wrote:
+    mapping = {}
+    for wrote, have in zip(searched, found):
+        if wrote.strip():
+            mapping.setdefault(indent(wrote), indent(have))
+    if all(k == v for k, v in mapping.items()):
         return replacement
     out = []
     for line in replacement:
-        if line.startswith(wrote):
-            out.append(have + line[len(wrote):])
-        else:
-            out.append(line)
+        current = indent(line)
+        if line.strip() and current in mapping:
+            line = mapping[current] + line[len(current):]
+        out.append(line)
     return out
 
 
 # ---- answers in prose ---------------------------------------------------------------------
 
 _FENCE = re.compile(r"```[ \t]*([\w.+-]*)[^\n]*\n(.*?)```", re.S)
-_BLOCK = re.compile(r"(?:^|\n)([^\n]*)\n<{5,9} ?SEARCH[^\n]*\n(.*?)\n?={5,9}\n(.*?)\n?>{5,9} ?REPLACE", re.S)
+_BLOCK = re.compile(r"<{5,9} ?SEARCH[^\n]*\n(.*?)\n?={5,9}\n(.*?)\n?>{5,9} ?REPLACE", re.S)
 _LABEL = re.compile(r"^\W*(description|change|title|rationale|why|reason)\W*[:\-]\s*(.*)$", re.I)
 _PATH = re.compile(r"([\w./-]+\.\w+)")
 
@@ -140,11 +147,13 @@ def files_from_text(text, base_files):
     if data is not None:
         return files_from_input(data, base_files)
     description, rationale = _labels(text)
-    blocks = _BLOCK.findall(text)
+    blocks = list(_BLOCK.finditer(text))
     if blocks:
-        edits = []
-        for header, search, replace in blocks:
-            edits.append({"file": _path_in(header, base_files), "search": search, "replace": replace})
+        edits, after = [], 0
+        for block in blocks:  # the file is named in the lines just before its block
+            header = " ".join(text[after:block.start()].strip().split("\n")[-3:])
+            edits.append({"file": _path_in(header, base_files), "search": block.group(1), "replace": block.group(2)})
+            after = block.end()
         files = apply_edits(base_files, edits, base_files)
         return description, rationale, files, edits
     fences = [(lang, body) for lang, body in _FENCE.findall(text) if lang.lower() in ("", "python", "py")]
@@ -202,29 +211,41 @@ def _path_in(text, base_files):
 
 def rebase_files(old_base, proposed, new_base, context=3):
     """The proposal's change (`proposed` against `old_base`) applied to `new_base`, or None
-    when a changed region is no longer there. Untouched files carry over as they are."""
-    edits = []
-    for path, text in proposed.items():
-        before = old_base.get(path)
-        if before is None or new_base.get(path) == before:
-            continue
-        old, new = before.split("\n"), text.split("\n")
-        matcher = difflib.SequenceMatcher(a=old, b=new, autojunk=False)
-        for group in matcher.get_grouped_opcodes(context):
-            i1, i2, j1, j2 = group[0][1], group[-1][2], group[0][3], group[-1][4]
-            edits.append({"file": path, "search": "\n".join(old[i1:i2]), "replace": "\n".join(new[j1:j2])})
-    try:
-        changed = apply_edits(new_base, edits)
-    except ProposalError:
-        return None
+    when a changed region is no longer there. Each region is matched with as much surrounding
+    text as still matches uniquely (`context` lines down to none), so a neighbouring line that
+    the new head changed does not stop it. Untouched files carry over as they are."""
     out = {}
     for path, text in proposed.items():
-        if path in changed:
-            out[path] = changed[path]
-        elif text == old_base.get(path):  # proposed unchanged: whatever the new head has
-            out[path] = new_base.get(path)
-        elif new_base.get(path) == old_base.get(path):
+        before, now = old_base.get(path), new_base.get(path)
+        if text == before:  # proposed unchanged: whatever the new head has
+            out[path] = now
+            continue
+        if before is None or now == before:
+            if now is not None and before is None:
+                return None  # both created the file
             out[path] = text
-        else:
+            continue
+        if now is None:
             return None
+        old, new = before.split("\n"), text.split("\n")
+        opcodes = [op for op in difflib.SequenceMatcher(a=old, b=new, autojunk=False).get_opcodes() if op[0] != "equal"]
+        for _, i1, i2, j1, j2 in reversed(opcodes):  # bottom up: earlier regions keep their text
+            now = _apply_region(now, old, new, i1, i2, j1, j2, path, context)
+            if now is None:
+                return None
+        out[path] = now
     return out
+
+
+def _apply_region(text, old, new, i1, i2, j1, j2, path, context):
+    for k in range(context, -1, -1):
+        top, bottom = min(k, i1), min(k, len(old) - i2)
+        search = "\n".join(old[i1 - top:i2 + bottom])
+        replace = "\n".join(old[i1 - top:i1] + new[j1:j2] + old[i2:i2 + bottom])
+        if not search.strip():
+            continue
+        try:
+            return _replace_once(text, search, replace, path)
+        except ProposalError:
+            continue
+    return None
