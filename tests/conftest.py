@@ -134,8 +134,8 @@ class GitHubWorld:
         return CliRunner().invoke(cli, [*args, "--repo", str(self.work)], env={**self.env, **(env or {})},
                                   catch_exceptions=False)
 
-    def run(self, iterations, *extra):
-        return self.bot("run", "--local", "--iterations", str(iterations), "--writes-per-minute", "0", *extra)
+    def run(self, iterations, *extra, env=None):
+        return self.bot("run", "--local", "--iterations", str(iterations), "--writes-per-minute", "0", *extra, env=env)
 
     def bare_sha(self, branch):
         out = subprocess.run(["git", "-C", str(self.bare), "rev-parse", "--verify", "--quiet", f"refs/heads/{branch}"],
@@ -193,3 +193,19 @@ class ScriptedRunner:
                   if value is not None else
                   RunResult(status="crash", reason="exited with code 1", device="cpu", timings={"total_s": 1.0}))
         return FinishedHandle(result)
+
+
+# ---- Anthropic: a loopback Messages API (tests/anthropic_api/) ------------------------------
+
+@pytest.fixture
+def anthropic_server():
+    """A started FakeAnthropic (`.url` for `anthropic.Anthropic(base_url=...)`); at teardown it is
+    stopped and must have seen no violation (a malformed request, a malformed scripted reply, an
+    unscripted request)."""
+    from anthropic_api.server import FakeAnthropic
+
+    server = FakeAnthropic()
+    server.start()
+    yield server
+    server.stop()
+    assert server.violations == [], server.violations
