@@ -63,7 +63,16 @@ class ResearchLoop:
         self.bot_version, self.clock = bot_version, clock
         self.tracking = config.branches["tracking"]
         self.exp_prefix = config.branches["experiment"]
-        self.source = ProposalSource(proposer, config, git, self.events, clock) if proposer else None
+        self._source = None
+
+    @property
+    def source(self):
+        """Where proposals come from (built for the current proposer; None without one)."""
+        if self.proposer is None:
+            return None
+        if self._source is None or self._source.proposer is not self.proposer:
+            self._source = ProposalSource(self.proposer, self.config, self.git, self.events, self.clock)
+        return self._source
 
     # ---- set-up ---------------------------------------------------------------------------
 

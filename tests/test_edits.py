@@ -136,3 +136,10 @@ def test_rebase_gives_up_when_the_changed_lines_moved_on():
 def test_rebase_of_an_unmoved_file_is_the_proposal():
     proposed = {"train.py": TRAIN.replace("LR = 0.04", "LR = 0.06")}
     assert rebase_files(BASE, proposed, dict(BASE)) == proposed
+
+
+def test_rebase_of_an_insertion_next_to_another_insertion():
+    base = {"train.py": "A = 1\nB = 2\nC = 3\n"}
+    proposed = {"train.py": "A = 1\nB = 2\nK2 = 2\nC = 3\n"}
+    new_head = {"train.py": "A = 1\nB = 2\nK1 = 1\nC = 3\n"}
+    assert rebase_files(base, proposed, new_head) == {"train.py": "A = 1\nB = 2\nK2 = 2\nK1 = 1\nC = 3\n"}

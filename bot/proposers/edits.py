@@ -238,8 +238,11 @@ def rebase_files(old_base, proposed, new_base, context=3):
 
 
 def _apply_region(text, old, new, i1, i2, j1, j2, path, context):
-    for k in range(context, -1, -1):
-        top, bottom = min(k, i1), min(k, len(old) - i2)
+    # context on both sides first, then on one side only (a line inserted next to the region on
+    # the other side), then none
+    sides = [pair for k in range(context, 0, -1) for pair in ((k, k), (k, 0), (0, k))] + [(0, 0)]
+    for above, below in sides:
+        top, bottom = min(above, i1), min(below, len(old) - i2)
         search = "\n".join(old[i1 - top:i2 + bottom])
         replace = "\n".join(old[i1 - top:i1] + new[j1:j2] + old[i2:i2 + bottom])
         if not search.strip():

@@ -1,9 +1,12 @@
-"""The offline proposer: no key, no network. Mutates one UPPER_CASE constant per experiment.
+"""The offline proposer: no key, no network. Moves one UPPER_CASE constant per experiment.
 
-It reads the ledger: a value already tried for a name is never proposed again, names tried
-least come first, and a name whose change was kept is pushed further the same way. On a CPU
-baseline a constant with a `CPU_` twin is GPU-only and left alone (and vice versa), so no
-experiment is spent on a number the run does not use.
+Per constant, in this order: coarse steps from its value (×1.5 / ×3 for scales, ×2 / ±25 % / ±1
+for integers, toggles for flags), then finer steps that halve the gap between the value and a
+tried neighbour down to a resolution, then values measured only against an older head (the head
+moved since, so the old verdict may no longer hold; near misses first). A value measured against
+the head a proposal builds on is never proposed again. Across constants, those tried least come
+first and one whose change was kept is pushed further the same way. On a CPU baseline a constant
+with a `CPU_` twin is GPU-only and left alone (and vice versa); a seed is never touched.
 """
 
 import ast
@@ -13,25 +16,29 @@ import re
 
 from bot.errors import ProposalError
 from bot.proposal import Proposal
+from bot.proposers.steps import (candidate_values, format_value, is_flag, is_valid, literal_for, parse_number,
+                                 refinements, step_kind, step_size)
+
+__all__ = ["Constant", "OfflineProposer", "candidate_values", "find_constants", "format_value", "human_direction"]
 
 _UPPER = re.compile(r"^[A-Z][A-Z0-9_]*$")
-_FRACTION = re.compile(r"RATIO|FRAC|DROPOUT|WARMUP|WARMDOWN")
-_BETA = re.compile(r"BETA|MOMENTUM|EMA")
+RETRY_COST = 2  # across constants a re-try counts as this many extra tries (a near miss as 1)
 
 
 @dataclasses.dataclass(frozen=True)
 class Constant:
     path: str
     name: str
-    value: object  # int or float
+    value: object  # int, float or bool
     literal: str  # the literal as written in the file
     line: int  # 1-based
     start: int  # column offsets of the literal on that line
     end: int
+    comment: str = ""  # the rest of the line after the literal
 
 
 def find_constants(path, text):
-    """Top-level `NAME = <number>` assignments, in file order."""
+    """Top-level `NAME = <number or bool>` assignments, in file order."""
     try:
         tree = ast.parse(text)
     except SyntaxError:
@@ -47,98 +54,61 @@ def find_constants(path, text):
         number = _number(value)
         if number is None or value.lineno != value.end_lineno:
             continue
-        literal = lines[value.lineno - 1][value.col_offset : value.end_col_offset]
-        found.append(Constant(path, target.id, number, literal, value.lineno, value.col_offset, value.end_col_offset))
+        row = lines[value.lineno - 1]
+        found.append(Constant(path, target.id, number, row[value.col_offset : value.end_col_offset],
+                              value.lineno, value.col_offset, value.end_col_offset, row[value.end_col_offset:]))
     return found
 
 
 def _number(node):
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
         inner = _number(node.operand)
-        return -inner if inner is not None else None
-    if isinstance(node, ast.Constant) and type(node.value) in (int, float):
+        return -inner if inner is not None and not isinstance(inner, bool) else None
+    if isinstance(node, ast.Constant) and type(node.value) in (int, float, bool):
         return node.value
     return None
 
 
-def format_value(value, like):
-    """Write `value` in the style of the literal it replaces."""
-    if isinstance(value, int):
-        return str(value)
-    rounded = float(f"{value:.3g}")
-    if "e" in like.lower():
-        mantissa, exponent = f"{rounded:.2e}".split("e")
-        mantissa = mantissa.rstrip("0").rstrip(".")
-        return f"{mantissa}e{int(exponent)}"
-    text = repr(rounded)
-    return text if ("." in text or "e" in text) else text + ".0"
+@dataclasses.dataclass
+class _Past:
+    """What the ledger says about each constant's values (numbers, so 6e-2 and 0.06 are one)."""
+    seen: dict  # name -> values measured on any head (both ends of each change)
+    at_head: dict  # name -> values measured against the head this proposal builds on
+    tries: dict  # name -> experiments that changed it
+    kept_direction: dict  # name -> +1/-1, the way of its last kept change
+    outcome: dict  # (name, value) -> (gain in σ of its best discard or None, ran without crashing, last id)
 
 
-def candidate_values(name, value):
-    """Neighbouring values worth trying, nearest first; never the value itself."""
-    if isinstance(value, int):
-        if value <= 0:
-            options = [value + 1, 1] if value == 0 else [value + 1, value - 1]
-        elif value & (value - 1) == 0 and value >= 4:  # a power of two stays one
-            options = [value * 2, value // 2]
-        elif value <= 16:
-            options = [value + 1, value - 1]
-        else:
-            options = [round(value * 1.5), round(value / 1.5)]
-        options = [v for v in options if v >= 1 or value <= 0]
-    elif _BETA.search(name) and 0 < value < 1:
-        options = [1 - (1 - value) / 2, 1 - (1 - value) * 2]
-        options = [v for v in options if 0 < v < 1]
-    elif _FRACTION.search(name) and 0 <= value <= 1:
-        options = [min(1.0, value + 0.1), max(0.0, value - 0.1)]
-    elif value == 0:
-        options = [0.01, 0.1]
-    else:
-        options = [value * 1.5, value / 1.5, value * 3, value / 3]
-    unique = []
-    for option in options:
-        if option != value and option not in unique:
-            unique.append(option)
-    return unique
-
-
-def _active(constants, device):
-    """Drop the constants this device does not use (the `CPU_` twin convention)."""
-    names = {c.name for c in constants}
-    if device == "cpu":
-        return [c for c in constants if "CPU_" + c.name not in names]
-    if device:
-        return [c for c in constants if not (c.name.startswith("CPU_") and c.name[4:] in names)]
-    return constants
-
-
-def _history(records):
-    """Per constant name: values tried, and the direction of the last kept change (+1/-1)."""
-    tried, kept_direction, tries = {}, {}, {}
+def _history(records, base_commit=None):
+    past = _Past({}, {}, {}, {}, {})
     for record in records:
         change = record.get("change") or {}
         name = change.get("name")
-        if not name:
+        if not name or record.get("status") == "invalid":
             continue
-        # both ends of a change were measured: neither is worth proposing again
-        tried.setdefault(name, set()).update({str(change.get("new")), str(change.get("old"))})
-        tries[name] = tries.get(name, 0) + 1
-        if record.get("status") == "keep":
-            try:
-                kept_direction[name] = 1 if float(change["new"]) > float(change["old"]) else -1
-            except (KeyError, TypeError, ValueError):
-                pass
-    return tried, kept_direction, tries
+        ends = {v for v in (parse_number(change.get("old")), parse_number(change.get("new"))) if v is not None}
+        past.seen.setdefault(name, set()).update(ends)
+        if base_commit is None or record.get("parent") == base_commit:
+            past.at_head.setdefault(name, set()).update(ends)
+        past.tries[name] = past.tries.get(name, 0) + 1
+        status, new = record.get("status"), parse_number(change.get("new"))
+        if status == "keep" and None not in (new, parse_number(change.get("old"))):
+            past.kept_direction[name] = 1 if new > parse_number(change["old"]) else -1
+        gain, ran, _ = past.outcome.get((name, new), (None, False, None))
+        evidence = record.get("evidence") or {}
+        if status == "discard" and evidence.get("improvement") is not None:
+            sigma = evidence.get("sigma")
+            this = evidence["improvement"] / sigma if sigma else (0.0 if evidence["improvement"] >= 0 else None)
+            gain = this if gain is None or (this is not None and this > gain) else gain
+        past.outcome[(name, new)] = (gain, ran or status not in ("crash", "gate-failed"), record.get("id"))
+    return past
 
 
 _TRY = re.compile(r"\b([A-Z][A-Z0-9_]*)\b(?:\s*(?:=|->|→|\bto\b)?\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?))?")
 
 
 def _same_number(a, b):
-    try:
-        return float(a) == float(b)
-    except (TypeError, ValueError):
-        return False
+    return parse_number(a) is not None and parse_number(a) == parse_number(b)
 
 
 def human_direction(records):
@@ -153,10 +123,9 @@ def human_direction(records):
     for index, record in enumerate(records):
         if record.get("kind") == "reject":
             change = (by_id.get(record.get("about")) or {}).get("change") or {}
-            try:
-                rejected[change["name"]] = 1 if float(change["new"]) > float(change["old"]) else -1
-            except (KeyError, TypeError, ValueError):
-                pass
+            old, new = parse_number(change.get("old")), parse_number(change.get("new"))
+            if change.get("name") and None not in (old, new) and old != new:
+                rejected[change["name"]] = 1 if new > old else -1
         elif record.get("kind") == "try":
             match = _TRY.search(record.get("text") or "")
             if not match:
@@ -174,51 +143,42 @@ class OfflineProposer:
     def __init__(self, seed=42):
         self.seed = seed
 
-    def propose(self, base_files, history, device=None, experiment_id=0, avoid=()):
-        """One Proposal that changes one constant; ProposalError when nothing is left to try."""
+    def propose(self, base_files, history, device=None, experiment_id=0, avoid=(), base_commit=None):
+        """One Proposal that changes one constant; ProposalError when nothing is left to try.
+
+        base_commit: the commit the proposal builds on (the tracking head). Values measured
+        against it are never proposed again; values measured only against older heads may be.
+        None: every value measured on any head counts as tried.
+        """
         rng = random.Random(f"{self.seed}:{experiment_id}")
-        tried, kept_direction, tries = _history(history)
+        past = _history(history, base_commit)
         wanted, rejected = human_direction(history)
-        for name in rejected:
-            kept_direction.pop(name, None)
-        asked = self._asked(base_files, wanted, tried, avoid)
+        kept = {name: way for name, way in past.kept_direction.items() if name not in rejected}
+        avoided = {(name, parse_number(literal)) for name, literal in avoid}
+        asked = self._asked(base_files, wanted, past, avoided)
         if asked:
             return asked
         boosted = {name for name, value, _ in wanted if value is None}
         options = []
-        for path in sorted(base_files):
-            if not path.endswith(".py"):
-                continue
+        for path in sorted(p for p in base_files if p.endswith(".py")):
             for constant in _active(find_constants(path, base_files[path]), device):
                 if "SEED" in constant.name:
                     continue
-                values = candidate_values(constant.name, constant.value)
-                direction = kept_direction.get(constant.name)
-                if direction:  # keep pushing the way that helped
-                    values.sort(key=lambda v: 0 if (v > constant.value) == (direction > 0) else 1)
-                for value in values:
-                    literal = format_value(value, constant.literal)
-                    if literal in tried.get(constant.name, set()) or float(literal) == constant.value:
-                        continue
-                    if _BETA.search(constant.name) and 0 < constant.value < 1 and not 0 < float(literal) < 1:
-                        continue  # rounding pushed a beta to 1.0
-                    if (constant.name, literal) in avoid:
-                        continue
-                    if constant.name in rejected and (value > constant.value) == (rejected[constant.name] > 0):
-                        continue  # a person rejected moving this constant this way
-                    score = tries.get(constant.name, 0) - (2 if direction else 0) - (5 if constant.name in boosted else 0)
-                    options.append((score, rng.random(), constant, literal))
-                    break  # the best untried value of this constant
+                pick = _pick(constant, past, kept.get(constant.name), rejected.get(constant.name), avoided)
+                if pick:
+                    literal, cost, why = pick
+                    score = past.tries.get(constant.name, 0) + cost - (5 if constant.name in boosted else 0)
+                    options.append((score, rng.random(), constant, literal, why))
         if not options:
             raise ProposalError(
-                "the offline proposer has tried every neighbouring value of every UPPER_CASE "
-                "constant in the editable files: add constants, edit train.py by hand, or use "
-                "`proposer: anthropic`"
+                "the offline proposer has tried every value it can reach, down to its finest step, of "
+                "every UPPER_CASE constant in the editable files on this head: add constants, edit "
+                "train.py by hand, or set `proposer: anthropic`"
             )
-        _, _, constant, literal = min(options, key=lambda option: option[:2])
-        return self._proposal(base_files, constant, literal, tries.get(constant.name, 0), kept_direction)
+        _, _, constant, literal, why = min(options, key=lambda option: option[:2])
+        return _proposal(base_files, constant, literal, why)
 
-    def _asked(self, base_files, wanted, tried, avoid):
+    def _asked(self, base_files, wanted, past, avoided):
         """The oldest `/autoresearch try NAME VALUE` that can still be done, as a Proposal."""
         for name, value, who in wanted:
             if value is None:
@@ -227,25 +187,79 @@ class OfflineProposer:
                 constant = next((c for c in find_constants(path, base_files[path]) if c.name == name), None)
                 if constant is None or _same_number(constant.literal, value):
                     continue
-                if value in tried.get(name, set()) or (name, value) in avoid:
+                if parse_number(value) in past.at_head.get(name, ()) or (name, parse_number(value)) in avoided:
                     continue
-                proposal = self._proposal(base_files, constant, value, 0, {})
-                return dataclasses.replace(proposal, rationale=f"asked for by @{who} with /autoresearch try")
+                return _proposal(base_files, constant, value, f"asked for by @{who} with /autoresearch try")
         return None
 
-    def _proposal(self, base_files, constant, literal, times_tried, kept_direction):
-        lines = base_files[constant.path].split("\n")
-        row = lines[constant.line - 1]
-        lines[constant.line - 1] = row[: constant.start] + literal + row[constant.end :]
-        if constant.name in kept_direction:
-            why = f"an earlier change to {constant.name} in this direction was kept; push further"
-        elif times_tried:
-            why = f"{constant.name} was tried {times_tried} time(s) without a keep; try another value"
-        else:
-            why = f"{constant.name} has not been tried yet"
-        return Proposal(
-            description=f"{constant.name} {constant.literal} -> {literal}",
-            rationale=why,
-            files={constant.path: "\n".join(lines)},
-            change={"file": constant.path, "name": constant.name, "old": constant.literal, "new": literal},
-        )
+
+def _active(constants, device):
+    """Drop the constants this device does not use (the `CPU_` twin convention)."""
+    names = {c.name for c in constants}
+    if device == "cpu":
+        return [c for c in constants if "CPU_" + c.name not in names]
+    if device:
+        return [c for c in constants if not (c.name.startswith("CPU_") and c.name[4:] in names)]
+    return constants
+
+
+def _pick(constant, past, direction, rejected_way, avoided):
+    """This constant's best next value as (literal, cost, rationale), or None. The cost is added
+    to the constant's tries when constants are compared: negative for one whose change was kept,
+    positive for a re-try."""
+    name, value = constant.name, constant.value
+    kind = step_kind(name, value, is_flag(name, value, constant.comment))
+    seen, at_head = past.seen.get(name, set()), past.at_head.get(name, set())
+
+    def usable(number):
+        return (number is not None and number != value and number not in at_head and is_valid(kind, value, number)
+                and (name, number) not in avoided and not (rejected_way and (number > value) == (rejected_way > 0)))
+
+    coarse = candidate_values(name, value, kind == "toggle")
+    if direction:  # keep pushing the way that helped
+        coarse.sort(key=lambda v: 0 if (v > value) == (direction > 0) else 1)
+    tries, bonus = past.tries.get(name, 0), -2 if direction else 0  # a constant that paid off comes first
+    for stage, numbers in (("coarse", coarse), ("finer", refinements(value, constant.literal, kind, seen, direction))):
+        for number in numbers:
+            literal = literal_for(value, constant.literal, kind, number)
+            if parse_number(literal) in seen or not usable(parse_number(literal)):
+                continue
+            if stage == "finer":
+                why = f"the coarse steps of {name} were tried; a finer one, halfway to the nearest value tried"
+            elif direction and (number > value) == (direction > 0):
+                why = f"an earlier change to {name} in this direction was kept; push further"
+            elif tries:
+                kept = "" if name in past.kept_direction else " without a keep"
+                why = f"{name} was tried {tries} time(s){kept}; try another value"
+            else:
+                why = f"{name} has not been tried yet"
+            return literal, bonus, why
+    retries = []  # measured only against older heads: the head has moved since
+    for number in seen:
+        literal = literal_for(value, constant.literal, kind, number)
+        if parse_number(literal) == number and usable(number):
+            gain, ran, last = past.outcome.get((name, number), (None, True, None))
+            near = gain is not None and gain >= -1  # within 1σ of the head it was measured against
+            rank = (not near, -gain if near else 0, not ran, step_size(kind, value, number), literal)
+            retries.append((rank, literal, near, gain, last))
+    if not retries:
+        return None
+    _, literal, near, gain, last = min(retries)
+    why = f"{name} = {literal} was measured only against an older head"
+    why += f" (experiment {last:04d})" if isinstance(last, int) else ""
+    if near:
+        why += (", where it was no worse than the head within the noise" if gain >= 0
+                else f", where it fell short of the head by only {-gain:.1f}σ")
+    return literal, 1 if near else RETRY_COST, why + "; the head has moved since, so measure it again"
+
+
+def _proposal(base_files, constant, literal, why):
+    lines = base_files[constant.path].split("\n")
+    row = lines[constant.line - 1]
+    lines[constant.line - 1] = row[: constant.start] + literal + row[constant.end :]
+    return Proposal(
+        description=f"{constant.name} {constant.literal} -> {literal}",
+        rationale=why,
+        files={constant.path: "\n".join(lines)},
+        change={"file": constant.path, "name": constant.name, "old": constant.literal, "new": literal},
+    )
