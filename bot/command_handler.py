@@ -165,7 +165,7 @@ class CommandHandler:
     def _decide_pooled(self, result, samples, reference, records, key):
         """The configured rule on every sample of this diff on this base, never the last one alone:
         retrying until lucky only adds evidence. Still inside the noise → discard for now."""
-        from bot.loop import same_segment
+        from bot.rows import same_segment
         from bot.replicates import head_values, params_from, segment_sigma
 
         segment = [r for r in records if same_segment(r, {k: v for k, v in key.items() if k != "device"})]

@@ -6,7 +6,6 @@ Order of writes for one experiment: experiment commit and branch, run, ledger ro
 tracking branch. A kill between the last two is finished on the next start (`_reconcile`).
 """
 
-import datetime
 import hashlib
 import shutil
 import tempfile
@@ -21,35 +20,13 @@ from bot.proposal import is_editable
 from bot.proposing import ProposalSource
 from bot.replicates import head_values, judge, measure, segment_sigma
 from bot.report import spent_usd
+from bot.rows import STATUS_INVALID, comparability_key, experiment_row, invalid_row, same_segment
 from bot.runners import Experiment
 
-INVALID = "invalid"
 
 
 class Interrupted(BotError):
     """Ctrl-C: the running experiment was stopped and nothing was recorded for it."""
-
-
-def _now():
-    return datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-
-
-def comparability_key(config, harness_hashes, bot_version, runner_name, isolation=None):
-    """What must match for two runs to be compared (the device is added once a run reports it)."""
-    key = {"harness_sha256": harness_hashes, "budget_seconds": float(config.budget_seconds),
-           "bot_version": bot_version, "runner": runner_name, "command": config.command,
-           "metric": config.metric, "data": config.data}
-    if isolation:  # bwrap | none: a sandboxed run and an unsandboxed one are not compared
-        key["isolation"] = isolation
-    if config.metric_regex:  # only when set, so ledgers written before it existed still match
-        key["metric_regex"] = config.metric_regex
-    return key
-
-
-def same_segment(record, key):
-    stored = dict(record.get("key") or {})
-    stored.pop("device", None)
-    return stored == key
 
 
 class ResearchLoop:
@@ -158,7 +135,7 @@ class ResearchLoop:
             if record["status"] == KEEP:
                 reference = record
             crashes = crashes + 1 if record["status"] == CRASH else 0
-            invalid = invalid + 1 if record["status"] == INVALID else 0
+            invalid = invalid + 1 if record["status"] == STATUS_INVALID else 0
             if crashes >= self.config.max_consecutive_crashes:
                 stop = (f"stopped after {crashes} consecutive crashes; the last, {record['id']:04d} "
                         f"({record['description']}): {record['reason']} — log: {record.get('log_path')}")
@@ -212,9 +189,9 @@ class ResearchLoop:
         self.events("baseline-start", id=exp_id, commit=head, replicates=self.config.replicates)
         runs, result = measure(self._evaluate_seed, exp_id, head, self.config.seed, self.config.replicates)
         status = {"ok": KEEP, GATE_FAILED: GATE_FAILED}.get(result.status, CRASH)
-        record = self._record(exp_id, "baseline", head, None, "baseline", "the tracking head as it is",
-                              None, None, result, status, result.reason or "baseline",
-                              {"n": len(runs), "sigma": segment_sigma([{"replicates": runs}])}, runs=runs)
+        record = self.measured_row(exp_id, "baseline", head, None, "baseline", "the tracking head as it is",
+                                    None, None, result, status, result.reason or "baseline",
+                                    {"n": len(runs), "sigma": segment_sigma([{"replicates": runs}])}, runs=runs)
         self.ledger.append(record)
         self.events("result", record=record)
         if status == GATE_FAILED:
@@ -237,7 +214,10 @@ class ResearchLoop:
         device = (reference.get("key") or {}).get("device")
         asked = self.source.obtain(records, base, exp_id, device)
         if not hasattr(asked, "proposal"):
-            return self._invalid(exp_id, base, *asked)
+            record = invalid_row(exp_id, base, *asked, config=self.config, key=self.key)
+            self.ledger.append(record)
+            self.events("result", record=record)
+            return record
         proposal, digest = asked.proposal, asked.digest
         message = f"{proposal.description}\n\n{proposal.rationale}\n\nautoresearch experiment {exp_id:04d}"
         commit = self.git.commit_files(base, proposal.files, message)
@@ -257,9 +237,9 @@ class ResearchLoop:
         except Interrupted:
             self.git.git("branch", "-D", branch)  # never measured: nothing to keep
             raise
-        record = self._record(exp_id, "experiment", commit, base, proposal.description,
-                              proposal.rationale, proposal.change, digest, result,
-                              decision.status, decision.reason, decision.evidence, branch, runs=runs)
+        record = self.measured_row(exp_id, "experiment", commit, base, proposal.description,
+                                    proposal.rationale, proposal.change, digest, result,
+                                    decision.status, decision.reason, decision.evidence, branch, runs=runs)
         record["pr"] = pr
         record["proposal"] = asked.spent
         if asked.spent.get("repair_of") is not None:
@@ -271,18 +251,6 @@ class ResearchLoop:
             self.git.move_branch(self.tracking, commit, base)
         if self.publisher:
             self.publisher.decided(record, reference, [*records, record])
-        self.events("result", record=record)
-        return record
-
-    def _invalid(self, exp_id, base, spent, reasons):
-        """The ledger row of an experiment whose every proposal was refused: nothing ran."""
-        record = {"id": exp_id, "kind": "experiment", "status": INVALID, "commit": None, "parent": base,
-                  "branch": None, "description": reasons[-1].split(": ", 1)[0] if reasons else "",
-                  "rationale": "", "reason": f"{len(reasons)} proposal(s) refused before any compute; last: "
-                  f"{reasons[-1] if reasons else '?'}", "refusals": reasons, "proposal": spent,
-                  "metric_name": self.config.metric, "metric": None, "runner": None, "cost_usd": 0.0,
-                  "key": dict(self.key), "finished_at": _now(), "evidence": {}, "flags": []}
-        self.ledger.append(record)
         self.events("result", record=record)
         return record
 
@@ -331,22 +299,8 @@ class ResearchLoop:
         decided = getattr(self.runner, "isolation", None)
         return {"bwrap": "sandbox", "none": "none"}.get(decided, self.config.isolation)
 
-    def _record(self, exp_id, kind, commit, parent, description, rationale, change, digest,
-                result, status, reason, evidence, branch=None, runs=None):
-        key = dict(self.key, device=result.device)
-        values = [r["metric"] for r in runs or () if r["metric"] is not None]
-        metric = sum(values) / len(values) if values and status != CRASH else result.metric
-        return {
-            "id": exp_id, "kind": kind, "commit": commit, "parent": parent, "branch": branch,
-            "description": description, "rationale": rationale, "change": change,
-            "diff_hash": digest, "status": status, "reason": reason, "evidence": evidence,
-            "metric_name": self.config.metric, "metric": metric if status != CRASH else None,
-            "metric_source": result.metric_source, "flags": list(result.flags),
-            "summary": result.summary, "memory_gb": round((result.peak_memory_mb or 0) / 1024, 3),
-            "run_status": result.status, "exit_code": result.exit_code, "runner": self.runner.name,
-            "timings": result.timings, "cost_usd": result.cost_usd, "pr": None,
-            "seed": runs[0]["seed"] if runs else int(self.config.seed), "replicates": runs or [],
-            "key": key, "finished_at": _now(), "isolation": result.isolation,
-            "log_tail": result.log_tail if status in (CRASH, GATE_FAILED) else "",
-            "log_path": str(self.state_dir / "logs" / f"{exp_id:04d}.log"),
-        }
+    def measured_row(self, exp_id, kind, commit, parent, description, rationale, change, digest,
+             result, status, reason, evidence, branch=None, runs=None):
+        return experiment_row(exp_id, kind, commit, parent, description, rationale, change, digest, result,
+                              status, reason, evidence, branch, runs, config=self.config, key=self.key,
+                              runner=self.runner.name, logs=self.state_dir / "logs")

@@ -9,7 +9,7 @@ row's evidence says whether the change still clears the noise against its parent
 
 from bot.decide import decide_noise_aware, mean
 from bot.errors import BotError
-from bot.loop import same_segment
+from bot.rows import same_segment
 from bot.replicates import head_values, measure, params_from, segment_sigma
 
 REPRODUCED = "reproduced"
@@ -76,9 +76,9 @@ def record_runs(loop, records, target, runs):
         reason = f"pooled {len(pooled)} run(s) vs parent {int(parent['id']):04d}: {verdict.status} — {verdict.reason}"
     else:
         reason = f"pooled {len(pooled)} run(s): mean {evidence['mean']:.6f}"
-    row = loop._record(new_id, "reproduce", target["commit"], target.get("parent"), target.get("description"),
-                       f"reproduce of {int(exp_id):04d}", target.get("change"), None, result, REPRODUCED,
-                       reason, evidence, target.get("branch"), runs=new_runs)
+    row = loop.measured_row(new_id, "reproduce", target["commit"], target.get("parent"), target.get("description"),
+                            f"reproduce of {int(exp_id):04d}", target.get("change"), None, result, REPRODUCED,
+                            reason, evidence, target.get("branch"), runs=new_runs)
     row["of"] = int(exp_id)
     loop.ledger.append(row)
     loop.events("result", record=row)

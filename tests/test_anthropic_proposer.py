@@ -125,7 +125,7 @@ HOSTILE = [
     ("requests", change({"file": "train.py", "search": "import os, sys, time", "replace": "import os, sys, time\nimport requests"}), "imports requests"),
     ("subprocess", change({"file": "train.py", "search": "import os, sys, time", "replace": "import os, sys, time\nos.system('curl x')"}), "os.system"),
     ("eval", change({"file": "train.py", "search": "import os, sys, time", "replace": "import os, sys, time\neval('1')"}), "eval"),
-    ("seed-only", change({"file": "train.py", "search": "import os, sys, time", "replace": "import os, sys, time\nimport torch\ntorch.manual_seed(7)"}), "seed|imports torch"),
+    ("seed-only", change({"file": "train.py", "search": "import os, sys, time", "replace": "import os, sys, time\nimport torch\ntorch.manual_seed(7)"}), "only changes a random seed"),
     ("no-edits", {"description": "d", "rationale": "r", "edits": []}, "no edits"),
     ("edits-not-list", {"description": "d", "rationale": "r", "edits": "LR = 0.06"}, "must be lists"),
     ("search-missing", change({"file": "train.py", "search": "LR = 0.4", "replace": "LR = 0.5"}), "not in the file"),
