@@ -63,14 +63,15 @@ def decide(run_status, value, best_before, direction="minimize", rule="greedy", 
 # ---- noise-aware -------------------------------------------------------------------------
 # One number per side is what greedy compares; a noisy benchmark then keeps lucky seeds. The
 # noise-aware rule compares means over seed replicates and asks the gain to clear the noise
-# of that comparison: improvement > max(min_delta, t · se), a Welch-type test. Each side's
-# variance is its own runs' variance shrunk toward the segment's pooled σ (the prior), so two
-# or three runs can neither trust the prior blindly nor set an absurd bar alone; the
-# uncertainty left (degrees of freedom) picks t, so a σ from 3 runs raises the bar instead
-# of being taken as exact. A side whose runs spread significantly more than the prior says
-# (F test) is judged on its own spread alone: a change that only makes the measurement noisier
-# then needs a gain beyond its own noise, and the evidence says `noisier`. Candidates that look
-# better but not clearly so get confirmation runs.
+# of that comparison: improvement > max(min_delta, t · se). σ is pooled over every repeated
+# commit of the segment, weighted by runs, and carries its degrees of freedom: t is the
+# quantile at z's one-sided level for those df, so a σ from 3 runs raises the bar instead of
+# being taken as exact, and the bar settles as the segment gathers runs. The candidate's runs
+# join the pool when their spread agrees with it (a pooled t test); when they spread
+# significantly more (F test), the candidate is judged on its own spread (Welch) and the
+# evidence says `noisier`: a change that only makes the measurement noisier needs a gain beyond
+# its own noise. Candidates that look better but not clearly so (more than grey·z standard
+# errors) get confirmation runs.
 
 CONFIRM = "confirm"
 RULES = ("greedy", "noise-aware")
@@ -80,7 +81,7 @@ RULES = ("greedy", "noise-aware")
 class NoiseParams:
     z: float = 2.0  # the bar in standard errors when σ is known exactly; its one-sided level sets t
     min_delta: float = 0.0  # smallest gain worth keeping, whatever the noise
-    grey: float = 0.5  # gains above grey·threshold (and > 0) earn a confirmation run
+    grey: float = 0.5  # gains above grey·z standard errors (and > 0) earn a confirmation run
     max_samples: int = 3  # runs of one candidate at most (1 + confirmations)
     noisier_p: float = 0.05  # F-test level at which a side's spread counts as larger than the prior's
 
