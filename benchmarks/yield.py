@@ -95,7 +95,10 @@ def settings(args, rule):
     return {"tag": rule, "runner": "local", "budget_seconds": args.budget, "data": "stdlib",
             "decision_rule": rule, "replicates": 1 if rule == "greedy" else args.replicates,
             "noise_z": args.z, "max_samples": args.max_samples, "seed": args.seed,
-            "max_consecutive_crashes": args.experiments + 1, "timeout_seconds": args.timeout}
+            "max_consecutive_crashes": args.experiments + 1, "timeout_seconds": args.timeout,
+            # A step budget trains a fixed number of steps however long they take on a loaded
+            # machine: the job's wall-clock stop (budget + start-up allowance) must not cut it.
+            **({"startup_seconds": args.timeout} if args.steps else {})}
 
 
 # Constants that change what one step costs are left out of the scripted list: both rules

@@ -69,6 +69,8 @@ class ProgressBar:
 
 
 def _printer(bar, metric):
+    from bot.report import seconds_text
+
     def on_event(kind, **facts):
         if kind == "tracking-created":
             click.echo(f"Created tracking branch {facts['branch']} at {facts['commit'][:7]}")
@@ -108,7 +110,7 @@ def _printer(bar, metric):
             r = facts["record"]
             value = f"{metric} {r['metric']:.6f}" if r.get("metric") is not None else "no metric"
             seconds = (r.get("timings") or {}).get("total_s")
-            took = f" in {seconds:.0f} s" if isinstance(seconds, (int, float)) else ""
+            took = f" in {seconds_text(seconds)}" if isinstance(seconds, (int, float)) else ""
             click.echo(f"  -> {r['status']}: {value}{took} ({r['reason']})")
             for flag in r.get("flags") or ():
                 click.echo(f"     note: {flag}")

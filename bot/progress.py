@@ -4,7 +4,7 @@ the progress plot, and the markdown report. Pure; bot/plot.py draws the PNG from
 """
 
 from bot.replicates import sample_values, segment_sigma
-from bot.report import spending_line
+from bot.report import current_segment, decision_sigma, fresh_text, isolation_line, spending_line
 
 
 def run_seconds(record):
@@ -20,7 +20,8 @@ def run_count(record):
 
 
 def report_stats(records, direction="minimize"):
-    """The headline numbers of a ledger (all segments together; σ from all replicates)."""
+    """The headline numbers of a ledger (all segments together), and the σ of the current
+    segment: the one the next decision will use, not a mix of settings never compared."""
     experiments = [r for r in records if r.get("kind") == "experiment"]
     kept = [r for r in experiments if r.get("status") == "keep"]
     baselines = [r for r in records if r.get("kind") == "baseline" and r.get("metric") is not None]
@@ -28,6 +29,7 @@ def report_stats(records, direction="minimize"):
     head = heads[-1] if heads else None
     first = baselines[0] if baselines else None
     cumulative = head["metric"] - first["metric"] if head and first else None
+    sigma = segment_sigma(current_segment(records))
     return {
         "experiments": len(experiments), "kept": len(kept),
         "discarded": sum(r.get("status") == "discard" for r in experiments),
@@ -37,7 +39,7 @@ def report_stats(records, direction="minimize"):
         "compute_s": sum(run_seconds(r) for r in records),
         "cost_usd": sum(float(r.get("cost_usd") or 0.0) for r in records),
         "baseline": first, "head": head, "cumulative_delta": cumulative,
-        "sigma": segment_sigma(records), "direction": direction,
+        "sigma": sigma, "sigma_df": getattr(sigma, "df", None), "direction": direction,
     }
 
 
@@ -51,7 +53,10 @@ def stats_line(stats):
         if stats["sigma"]:
             text += f" ({stats['cumulative_delta'] / stats['sigma']:+.1f}σ)"
         parts.append(text)
-    parts.append("noise σ " + (f"{stats['sigma']:.6f}" if stats["sigma"] is not None else "unknown (1 run per commit)"))
+    if stats["sigma"] is not None:
+        parts.append(f"noise σ {stats['sigma']:.6f} ({stats['sigma_df']} df; the next decision's)")
+    else:
+        parts.append("noise σ unknown (1 run per commit)")
     parts.append(f"{stats['runs']} run(s), {stats['compute_s'] / 60:.1f} min of compute, ${stats['cost_usd']:.2f}")
     return "; ".join(parts)
 
@@ -89,20 +94,21 @@ def markdown_report(records, metric="val_bpb", direction="minimize", image=None)
                  f"{stats['crashed']} crashed); keep rate {_fmt(stats['keep_rate'], '.0%')}")
     if head:
         lines.append(f"- best (tracking head): {metric} {head['metric']:.6f} — {int(head['id']):04d} "
-                     f"{head.get('description') or ''} (mean of {len(sample_values(head))} run(s))")
+                     f"{head.get('description') or ''} (mean of {len(sample_values(head))} run(s){fresh_text(head)})")
     if first:
         lines.append(f"- first baseline: {first['metric']:.6f}; cumulative delta {_fmt(stats['cumulative_delta'], '+.6f')}")
-    lines.append(f"- noise σ (one run): {_fmt(stats['sigma'])}")
+    lines.append(f"- noise σ (one run, current segment, {stats['sigma_df']} df): {_fmt(stats['sigma'])}")
+    lines.append(f"- {isolation_line(records)}")
     lines.append(f"- compute: {stats['runs']} run(s), {stats['compute_s'] / 60:.1f} min; cost ${stats['cost_usd']:.2f}")
     spending = spending_line(records)
     if spending:
         lines.append(f"- {spending}")
-    lines += ["", f"| id | commit | {metric} | runs | delta | delta/σ | status | description |",
-              "|---|---|---|---|---|---|---|---|"]
+    lines += ["", f"| id | commit | {metric} | runs | delta | delta/σ | σ at decision | status | description |",
+              "|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         evidence = r.get("evidence") or {}
         description = (r.get("description") or "").replace("|", "\\|")
         lines.append(f"| {int(r['id']):04d} | {(r.get('commit') or '')[:7]} | {_fmt(r.get('metric'))} | "
                      f"{run_count(r)} | {_fmt(evidence.get('delta'), '+.6f')} | "
-                     f"{_fmt(evidence.get('delta_sigma'), '+.1f')} | {r.get('status')} | {description} |")
+                     f"{_fmt(evidence.get('delta_sigma'), '+.1f')} | {decision_sigma(r)} | {r.get('status')} | {description} |")
     return "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ existed count as one sample, their `metric`.
 import dataclasses
 import math
 
-from bot.decide import CONFIRM, CRASH, DISCARD, KEEP, NoiseParams, decide_runs, robust_sigma
+from bot.decide import CONFIRM, CRASH, DISCARD, KEEP, NoiseParams, decide_runs, mean, pooled_sigma
 
 
 def run_seed(base, exp_id, replicate):
@@ -44,8 +44,9 @@ def head_values(reference, records):
 
 
 def segment_sigma(records):
-    """One run's noise σ, from every record in the segment measured with ≥ 2 seeds."""
-    return robust_sigma([sample_values(r) for r in records])
+    """One run's noise σ (a Sigma: value and degrees of freedom), pooled over every record in
+    the segment measured with ≥ 2 seeds, weighted by runs (see bot.decide.pooled_sigma)."""
+    return pooled_sigma([sample_values(r) for r in records])
 
 
 def params_from(config):
@@ -102,6 +103,10 @@ def judge(evaluate, exp_id, commit, head, sigma, config):
         again = decide_runs("ok", every, head, sigma, config.direction, config.decision_rule,
                             dataclasses.replace(params, max_samples=len(every)))
         first = {k: decision.evidence.get(k) for k in ("n", "value", "delta")}
+        # The head's honest estimate: the top-up runs were not used to pick it (the first
+        # decision was made without them), so their mean carries no winner's curse.
+        fresh = [r["metric"] for r in more]
+        again.evidence.update(fresh_mean=mean(fresh), fresh_n=len(fresh))
         if again.status != KEEP:
             decision = type(decision)(
                 DISCARD, f"kept on {len(values)} run(s), but the mean of all {len(every)} is not: {again.reason}",

@@ -33,11 +33,34 @@ def _delta(record):
     return text
 
 
+def decision_sigma(record):
+    """The σ this row was decided with (its evidence), as text: what the bar rested on."""
+    sigma = (record.get("evidence") or {}).get("sigma")
+    return f"{sigma:.4f}" if isinstance(sigma, (int, float)) else "-"
+
+
+def seconds_text(seconds):
+    """A duration that stays informative below a second ("0.4 s", not "0 s")."""
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    return f"{seconds:.0f} s"
+
+
+def fresh_text(record):
+    """The head's fresh-seed estimate beside its pooled mean, when it has one: the runs that
+    topped it up after the keep decision did not select it, so they are not optimistic."""
+    evidence = record.get("evidence") or {}
+    fresh, n = evidence.get("fresh_mean"), evidence.get("fresh_n")
+    if not isinstance(fresh, (int, float)) or not n:
+        return ""
+    return f"; fresh-seed estimate {fresh:.6f} from the {n} run(s) not used to pick it"
+
+
 def status_table(records, metric="val_bpb", direction="minimize", width=60):
     """The ledger as an aligned text table, best and counts below."""
     if not records:
         return "No experiments yet: run `bot run --local` to measure a baseline and start."
-    header = ("id", "commit", metric, "delta", "status", "description")
+    header = ("id", "commit", metric, "delta", "σ", "status", "description")
     rows = [header]
     for r in records:
         if r.get("status") == "note":  # people's requests and directions: not runs
@@ -47,7 +70,7 @@ def status_table(records, metric="val_bpb", direction="minimize", width=60):
         if len(description) > width:
             description = description[: width - 1] + "…"
         rows.append((f"{int(r['id']):04d}", (r.get("commit") or "")[:7], value, _delta(r),
-                     r.get("status", "?"), description))
+                     decision_sigma(r), r.get("status", "?"), description))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1]
              for row in rows]
@@ -68,7 +91,7 @@ def summary_line(records, metric="val_bpb", direction="minimize"):
     best = best_record(segment, direction)
     baselines = [r for r in segment if r.get("kind") == "baseline" and r.get("metric") is not None]
     if best is not None:
-        text += f". Best {metric} {best['metric']:.6f} ({int(best['id']):04d}, {best['description']})"
+        text += f". Best {metric} {best['metric']:.6f} ({int(best['id']):04d}, {best['description']}{fresh_text(best)})"
         if baselines and len(segment) == len(records):
             gain = best["metric"] - baselines[0]["metric"]
             text += f", {gain:+.6f} vs the first baseline"
@@ -84,7 +107,8 @@ def isolation_line(records):
     levels = [r.get("isolation") or (r.get("key") or {}).get("isolation") for r in records
               if r.get("status") in ("keep", "discard", "crash", "gate-failed")]
     seen = sorted({level or "unrecorded" for level in levels})
-    trust = any(any(str(f).startswith("trust mode") for f in r.get("flags") or ()) for r in records)
+    trust = any(any(str(f).startswith("trust mode") for f in r.get("flags") or ()) for r in records) or \
+        any((r.get("key") or {}).get("harness_sha256") == {} for r in records)  # `harness: []`
     text = "isolation: " + ", ".join(seen)
     if "none" in seen:
         text += " (experiments ran without the sandbox: they could read this machine's files and environment)"

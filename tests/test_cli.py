@@ -30,7 +30,7 @@ def test_run_status_and_resume_through_the_cli(toy_repo):
     status = runner.invoke(cli, ["status", "--repo", str(repo)])
     assert status.exit_code == 0
     lines = status.output.splitlines()
-    assert lines[0].split()[:5] == ["id", "commit", "val_bpb", "delta", "status"]
+    assert lines[0].split()[:6] == ["id", "commit", "val_bpb", "delta", "σ", "status"]
     assert [line.split()[0] for line in lines[1:5]] == ["0000", "0001", "0002", "0003"]
     assert "3 experiment(s):" in status.output and "Best val_bpb" in status.output
 

@@ -1,35 +1,13 @@
-"""bot.decide noise-aware rule, robust σ and the loop's entry point, table-driven."""
+"""bot.decide noise-aware rule, the pooled σ and the loop's entry point, table-driven."""
 
 import math
 
 import pytest
 
-from bot.decide import CONFIRM, CRASH, DISCARD, KEEP, NoiseParams, decide_noise_aware, decide_runs, robust_sigma
+from bot.decide import (CONFIRM, CRASH, DISCARD, KEEP, NoiseParams, Sigma, decide_noise_aware, decide_runs,
+                        pooled_sigma)
 
 NAN = float("nan")
-SIG = 0.6744897501960817 * math.sqrt(2)  # median |difference| of two N(0, 1) draws
-
-
-@pytest.mark.parametrize(
-    "groups, expected",
-    [
-        ([[3.0, 3.0, 3.0]], 0.0),  # deterministic runs: σ = 0
-        ([[3.0]], None),  # n = 1: unknown
-        ([], None),
-        ([[3.0], [4.0]], None),  # single samples of different commits say nothing about noise
-        ([[3.0, 3.0 + SIG]], 1.0),  # one pair
-        ([[1.0, 1.0 + SIG], [5.0, 5.0 + SIG], [9.0, 9.0 + 100 * SIG]], 1.0),  # the outlier pair is outvoted
-        ([[3.0, NAN, 3.0 + SIG]], 1.0),  # non-finite samples are ignored
-        ([[3.0, None, 3.0 + 2 * SIG]], 2.0),
-    ],
-    ids=["zero", "n1", "empty", "singletons", "pair", "outlier", "nan", "none"],
-)
-def test_robust_sigma(groups, expected):
-    sigma = robust_sigma(groups)
-    if expected is None:
-        assert sigma is None
-    else:
-        assert sigma == pytest.approx(expected)
 
 
 P = NoiseParams(z=2.0, min_delta=0.0, grey=0.5, max_samples=3)
@@ -119,3 +97,74 @@ def test_decide_runs(run_status, samples, rule, status, reason_part):
 def test_decide_runs_unknown_rule():
     with pytest.raises(ValueError, match="choose one of greedy, noise-aware"):
         decide_runs("ok", [3.4], REF, 0.03, rule="bayes")
+
+
+# ---- the pooled σ, its degrees of freedom, and what they do to the bar ---------------------
+
+@pytest.mark.parametrize(
+    "groups, sigma, df",
+    [
+        ([[3.50, 3.52, 3.48]], 0.02, 2),
+        ([[3.50, 3.52, 3.48], [3.47, 3.46, 3.45]], math.sqrt((0.0008 + 0.0002) / 4), 4),  # weighted by runs
+        ([[1.0, 1.02], [2.0, 2.02], [3.0, 3.02]], math.sqrt(0.0002), 3),
+        # a commit that made the measurement 30× noisier is left out: it would raise every bar
+        ([[1.0, 1.02], [2.0, 2.02], [3.0, 3.02], [4.0, 4.02], [5.0, 5.6]], math.sqrt(0.0002), 4),
+        ([[3.0], [4.0]], None, None),
+        ([[3.0, NAN, 3.02]], math.sqrt(0.0002), 1),
+        ([[3.0, 3.0, 3.0]], 0.0, 2),
+    ],
+    ids=["baseline", "two-groups", "pairs", "noisy-group-left-out", "singletons", "nan", "deterministic"],
+)
+def test_pooled_sigma(groups, sigma, df):
+    pooled = pooled_sigma(groups)
+    if sigma is None:
+        assert pooled is None
+    else:
+        assert pooled == pytest.approx(sigma) and pooled.df == df
+
+
+@pytest.mark.parametrize(
+    "sigma, t",
+    [(0.03, 2.0), (Sigma(0.03, 2), 4.527), (Sigma(0.03, 30), 2.087)],
+    ids=["exact", "2-df", "30-df"],
+)
+def test_few_degrees_of_freedom_widen_the_bar(sigma, t):
+    evidence = decide_noise_aware([3.40], REF, sigma, params=P).evidence
+    assert evidence["t"] == pytest.approx(t, abs=1e-3)
+    assert evidence["threshold"] == pytest.approx(t * 0.03 * math.sqrt(1 + 1 / 3), rel=1e-3)
+
+
+# The issue's case: candidate runs [0.655, 0.884, 0.826] against head runs [0.775, 0.873, 1.010]
+# with a pooled σ of 0.0097 were kept (a bar of 0.016) though their own sd is 0.118.
+NOISY = [0.655, 0.884, 0.826]
+
+
+@pytest.mark.parametrize(
+    "samples, reference, sigma, status, noisier",
+    [
+        (NOISY, [0.775, 0.873, 1.010], Sigma(0.0097, 20), DISCARD, True),
+        (NOISY, [0.775, 0.873, 1.010], 0.0097, DISCARD, True),  # an exact σ is no excuse either
+        ([0.30, 0.45, 0.38], [0.775, 0.873, 1.010], Sigma(0.0097, 20), KEEP, True),  # beyond its own noise
+        ([0.776, 0.778, 0.777], [0.79, 0.80, 0.81], Sigma(0.0097, 20), KEEP, False),
+    ],
+    ids=["issue-case", "issue-case-exact-sigma", "noisy-but-clear", "quiet-clear"],
+)
+def test_a_noisier_candidate_is_judged_on_its_own_spread(samples, reference, sigma, status, noisier):
+    decision = decide_noise_aware(samples, reference, sigma, params=P)
+    assert decision.status == status
+    assert decision.evidence["noisier"] is noisier
+    if noisier:
+        assert "spread more than this segment's noise" in decision.reason
+        assert decision.evidence["noisier_p"] < P.noisier_p
+
+
+@pytest.mark.parametrize(
+    "samples, near_miss",
+    [([3.45, 3.47, 3.46], True),  # still in the grey zone when the confirmations ran out
+     ([3.499], False), ([3.55], False), ([3.40], False)],
+    ids=["grey-exhausted", "below-grey", "worse", "keep"],
+)
+def test_near_miss_flag(samples, near_miss):
+    decision = decide_noise_aware(samples, REF, 0.03, params=P)
+    assert decision.evidence["near_miss"] is near_miss
+    assert (decision.status == DISCARD) or not near_miss

@@ -17,16 +17,17 @@ def runs(*metrics, seconds=10.0):
             for i, m in enumerate(metrics)]
 
 
-def rec(id, kind, status, metric, replicates, description="", delta=None, delta_sigma=None, cost=0.0):
+def rec(id, kind, status, metric, replicates, description="", delta=None, delta_sigma=None, cost=0.0, **evidence):
     return {"id": id, "kind": kind, "status": status, "metric": metric, "commit": SHA, "description": description,
             "replicates": replicates, "cost_usd": cost,
-            "evidence": {"delta": delta, "delta_sigma": delta_sigma} if delta is not None else {}}
+            "evidence": dict({"delta": delta, "delta_sigma": delta_sigma}, **evidence) if delta is not None else {}}
 
 
 LEDGER = [
     rec(0, "baseline", "keep", 3.50, runs(3.50, 3.52, 3.48), "baseline", cost=0.3),
     rec(1, "experiment", "discard", 3.53, runs(3.53), "LR 1 -> 2", 0.03, 1.4, cost=0.1),
-    rec(2, "experiment", "keep", 3.40, runs(3.41, 3.40, 3.39), "WIDTH 64 -> 32", -0.10, -4.7, cost=0.3),
+    rec(2, "experiment", "keep", 3.40, runs(3.41, 3.40, 3.39), "WIDTH 64 -> 32", -0.10, -4.7, cost=0.3,
+        sigma=0.0213, fresh_mean=3.395, fresh_n=2),
     rec(3, "experiment", "crash", None, runs(None, seconds=2.0), "DEPTH 2 -> 3"),
     rec(4, "experiment", "discard", 3.45, runs(3.44, 3.46), "WD 0.1 -> 0.2", 0.05, 2.4, cost=0.2),
     rec(5, "reproduce", "reproduced", 3.41, runs(3.41, 3.42), "WIDTH 64 -> 32"),
@@ -42,12 +43,21 @@ def test_report_stats():
     assert stats["cost_usd"] == pytest.approx(0.9)
     assert stats["head"]["id"] == 2 and stats["baseline"]["id"] == 0
     assert stats["cumulative_delta"] == pytest.approx(-0.10)
-    assert stats["sigma"] == pytest.approx(0.02 / (0.6744897501960817 * 2 ** 0.5), rel=1e-6)
+    # pooled over every repeated commit, weighted by runs: (2·4 + 2·1 + 1·2 + 1·0.5)e-4 / 6
+    assert stats["sigma"] == pytest.approx((12.5e-4 / 6) ** 0.5) and stats["sigma_df"] == 6
+
+
+def test_the_footer_sigma_is_the_current_segments():
+    """`bot status`'s σ is the one the next decision uses: rows under other settings are left out."""
+    old = [dict(r, key={"budget_seconds": 5.0}) for r in LEDGER]
+    new = [dict(rec(6, "baseline", "keep", 4.0, runs(4.0, 4.1)), key={"budget_seconds": 15.0})]
+    stats = report_stats(old + new)
+    assert stats["sigma"] == pytest.approx(0.1 / 2 ** 0.5) and stats["sigma_df"] == 1
 
 
 @pytest.mark.parametrize(
     "records, parts",
-    [(LEDGER, ["keep rate 25%", "head -0.100000 vs the first baseline (-4.8σ)", "noise σ 0.020967",
+    [(LEDGER, ["keep rate 25%", "head -0.100000 vs the first baseline (-6.9σ)", "noise σ 0.014434 (6 df; the next decision's)",
                "12 run(s), 1.9 min of compute, $0.90"]),
      ([rec(0, "baseline", "keep", 3.5, [], "baseline")], ["noise σ unknown", "1 run(s)"])],
     ids=["ledger", "baseline-only"],
@@ -84,16 +94,18 @@ def test_markdown_report():
     text = markdown_report(LEDGER, image="progress.png")
     assert "![progress](progress.png)" in text
     assert "keep rate 25%" in text and "cumulative delta -0.100000" in text
-    assert "best (tracking head): val_bpb 3.400000 — 0002 WIDTH 64 -> 32 (mean of 3 run(s))" in text
-    assert "| 0002 | 0123456 | 3.400000 | 3 | -0.100000 | -4.7 | keep | WIDTH 64 -> 32 |" in text
-    assert "| 0003 | 0123456 | - | 1 | - | - | crash | DEPTH 2 -> 3 |" in text
+    assert ("best (tracking head): val_bpb 3.400000 — 0002 WIDTH 64 -> 32 (mean of 3 run(s); fresh-seed "
+            "estimate 3.395000 from the 2 run(s) not used to pick it)") in text
+    assert "| 0002 | 0123456 | 3.400000 | 3 | -0.100000 | -4.7 | 0.0213 | keep | WIDTH 64 -> 32 |" in text
+    assert "| 0003 | 0123456 | - | 1 | - | - | - | crash | DEPTH 2 -> 3 |" in text
+    assert "- isolation: unrecorded" in text
     assert "$0.90" in text
 
 
 def test_status_table_shows_delta_in_sigma():
     text = status_table(LEDGER)
     row = [line for line in text.splitlines() if line.startswith("0002")][0]
-    assert "-0.100000 (-4.7σ)" in row
+    assert "-0.100000 (-4.7σ)" in row and "0.0213" in row  # the σ this row was decided with
 
 
 def test_png_is_written(tmp_path):

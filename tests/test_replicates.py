@@ -44,8 +44,8 @@ def test_head_values_pool_reproduce_runs_of_the_same_commit():
     assert segment_sigma(records) is not None
 
 
-# baseline [3.50, 3.52, 3.48]: σ = 0.02/(0.6745·√2) ≈ 0.021. Experiment 1 lands in the grey
-# zone twice and is kept on the mean of three runs; experiment 2 is a clear keep, topped up to
+# baseline [3.50, 3.52, 3.48]: σ = 0.02 on 2 df, so the first bar is t(2 df)·se, wide. Experiment 1
+# lands in the grey zone twice and is kept on the mean of three runs; experiment 2 is a clear keep, topped up to
 # three runs; experiment 3 is worse than the re-measured head.
 SCRIPT = [3.50, 3.52, 3.48, 3.47, 3.46, 3.45, 3.30, 3.31, 3.29, 3.31]
 
@@ -63,9 +63,12 @@ def test_noise_aware_confirms_grey_candidates_and_re_measures_the_head(toy_repo)
     assert records[2]["metric"] == pytest.approx(3.30)
     # decided on one run; the top-up re-measured it and the keep stands on all three
     assert records[2]["evidence"]["first_decision"]["n"] == 1 and records[2]["evidence"]["n"] == 3
+    # the two top-up runs did not pick it: their mean is the head's estimate free of winner's curse
+    assert records[2]["evidence"]["fresh_mean"] == pytest.approx(3.30) and records[2]["evidence"]["fresh_n"] == 2
     last = records[3]["evidence"]
     assert last["best_before"] == pytest.approx(3.30) and last["n_before"] == 3
-    assert last["sigma"] == pytest.approx(0.02 / (0.6744897501960817 * 2 ** 0.5))
+    # pooled over the three heads' runs, weighted by runs: (2·0.0004 + 2·0.0001 + 2·0.0001) / 6
+    assert last["sigma"] == pytest.approx(0.0002 ** 0.5) and last["sigma_df"] == 6
     assert last["delta_sigma"] == pytest.approx(0.01 / last["sigma"])
     # every run's seed: replicate 0 the configured one, the others fresh
     assert runner.seeds == [42, run_seed(42, 0, 1), run_seed(42, 0, 2), 42, run_seed(42, 1, 1),

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.report import best_record, isolation_line, status_table, summary_line
+from bot.report import best_record, isolation_line, seconds_text, status_table, summary_line
 
 SHA = "abcdef0123456789abcdef0123456789abcdef01"
 
@@ -32,13 +32,13 @@ def test_empty_ledger_gives_a_hint():
 
 def test_table_rows():
     lines = status_table(LEDGER).splitlines()
-    assert lines[0].split() == ["id", "commit", "val_bpb", "delta", "status", "description"]
+    assert lines[0].split() == ["id", "commit", "val_bpb", "delta", "σ", "status", "description"]
     rows = lines[1:6]
     assert [row.split()[0] for row in rows] == ["0000", "0001", "0002", "0003", "0012"]
     assert all(row.split()[1] == "abcdef0" for row in rows)
     assert "3.600000" in rows[1] and "+0.100000" in rows[1]
     assert "3.400000" in rows[2] and "-0.100000" in rows[2] and rows[2].endswith("LR 0.04 -> 0.06")
-    assert rows[3].split()[2:4] == ["-", "crash"]  # no metric, no delta
+    assert rows[3].split()[2:5] == ["-", "-", "crash"]  # no metric, no delta (no σ either)
     assert lines[6] == ""
     # columns are aligned: every status starts at the same column
     columns = {row.index(status) for row, status in zip(rows, ["keep", "discard", "keep", "crash", "keep"])}
@@ -106,3 +106,14 @@ def test_status_table_leaves_out_notes():
 ], ids=["sandboxed", "none-from-key", "before-the-sandbox", "trust-mode"])
 def test_isolation_line(rows, line):
     assert isolation_line(rows) == line
+
+
+def test_trust_mode_is_shown_from_the_comparability_key():
+    """`harness: []` is trust mode even when every run's own result came back (no flag)."""
+    rows = [{"status": "keep", "isolation": "none", "key": {"harness_sha256": {}}}]
+    assert isolation_line(rows).endswith("; trust mode: the metric is the number train.py printed")
+
+
+@pytest.mark.parametrize("seconds, text", [(0.04, "0.0 s"), (0.4, "0.4 s"), (9.94, "9.9 s"), (12.4, "12 s"), (300.0, "300 s")])
+def test_seconds_text(seconds, text):
+    assert seconds_text(seconds) == text
