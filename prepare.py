@@ -25,6 +25,7 @@ ops, no Python callbacks inside forward); what it computes for the traced input 
 
 Environment (all optional, read when needed so that tests can change them):
     AUTORESEARCH_BUDGET_SECONDS  training seconds (default 300 on CUDA, 20 on CPU)
+    AUTORESEARCH_BUDGET_STEPS    if set: train this many counted steps instead (`budget_steps:`)
     AUTORESEARCH_SEED            run seed (default 42)
     AUTORESEARCH_DATA            auto | stdlib | parquet[:<base-url-or-dir>] | text:<glob>
                                  (auto = parquet with CUDA, stdlib without)
@@ -109,6 +110,7 @@ def handoff_path():
 _ON_CUDA = torch.cuda.is_available()
 MAX_SEQ_LEN = 2048 if _ON_CUDA else 128  # context length in tokens (= bytes); fixed per device
 TIME_BUDGET = time_budget()  # training seconds, excluding start-up and evaluation
+STEP_BUDGET = _env_number("AUTORESEARCH_BUDGET_STEPS", 0, int) or None  # counted steps instead, when set
 EVAL_TOKENS = 40 * 2**19 if _ON_CUDA else 2**16  # val tokens scored (CPU: ~1 s on 2 cores)
 # Byte-level tokenizer for every source: token = byte, so bits per token = bits per byte and the
 # metric does not depend on a tokenizer. A trained BPE tokenizer is a later issue.

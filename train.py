@@ -17,7 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from prepare import MAX_SEQ_LEN, TIME_BUDGET, VOCAB_SIZE, evaluate_bpb, get_device, make_dataloader, run_seed
+from prepare import (MAX_SEQ_LEN, STEP_BUDGET, TIME_BUDGET, VOCAB_SIZE, evaluate_bpb, get_device, make_dataloader,
+                     run_seed)
 
 # ---------------------------------------------------------------------------
 # Hyperparameters
@@ -239,7 +240,8 @@ def get_lr_multiplier(progress):
 
 
 # ---------------------------------------------------------------------------
-# Training loop: stops when the counted training time reaches TIME_BUDGET
+# Training loop: stops when the counted training time reaches TIME_BUDGET (or, when the bot
+# sets a step budget, after STEP_BUDGET counted steps: the schedule then follows steps)
 # ---------------------------------------------------------------------------
 
 # The first steps are not counted: on CUDA they include torch.compile (10 steps, as in
@@ -259,7 +261,8 @@ while True:
         loss = F.cross_entropy(logits.view(-1, VOCAB_SIZE), y.view(-1))
         (loss / grad_accum_steps).backward()
         x, y = next(train_loader)  # fetch the next batch while the GPU works
-    progress = min(training_time / TIME_BUDGET, 1.0)
+    counted = max(0, step - uncounted_steps)
+    progress = min(counted / STEP_BUDGET if STEP_BUDGET else training_time / TIME_BUDGET, 1.0)
     lr = LEARNING_RATE * get_lr_multiplier(progress)
     for group in optimizer.param_groups:
         group["lr"] = lr
@@ -276,10 +279,10 @@ while True:
         training_time += dt
 
     smooth_loss = 0.9 * smooth_loss + 0.1 * train_loss  # EMA of the loss, debiased below
-    done = step >= uncounted_steps and training_time >= TIME_BUDGET
+    done = step >= uncounted_steps and (counted + 1 >= STEP_BUDGET if STEP_BUDGET else training_time >= TIME_BUDGET)
     if done or step < uncounted_steps or time.time() - last_print >= 0.5:  # at most ~2 lines/s
         last_print = time.time()
-        pct = 100 * min(training_time / TIME_BUDGET, 1.0)
+        pct = 100 * min((counted + 1) / STEP_BUDGET if STEP_BUDGET else training_time / TIME_BUDGET, 1.0)
         print(f"step {step:05d} ({pct:.1f}%) | loss: {smooth_loss / (1 - 0.9 ** (step + 1)):.6f} | lr: {lr:.2e} | "
               f"dt: {dt * 1000:.0f}ms | tok/sec: {int(total_batch_size / dt):,} | "
               f"remaining: {max(0.0, TIME_BUDGET - training_time):.0f}s", flush=True)

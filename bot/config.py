@@ -33,6 +33,7 @@ class Config:
     gate: str = None  # a command that must pass (exit 0) before the metric counts
     gate_timeout_seconds: float = 300.0
     budget_seconds: float = 300.0
+    budget_steps: int = None  # train this many counted steps instead of budget_seconds (CPU demos, benchmarks)
     timeout_seconds: float = None  # None: budget + max(60, budget), room for start-up and eval
     runner: str = "modal"
     gpu: str = "H100!"
@@ -80,14 +81,14 @@ _TYPES = {
     "max_samples": int, "max_consecutive_crashes": int, "max_usd": float, "seed": int,
     "metric_regex": str, "gate": str, "gate_timeout_seconds": float,
     "isolation": str, "startup_seconds": float, "max_file_bytes": int, "allowed_calls": tuple,
-    "proposal_attempts": int, "api_attempts": int, "api_max_wait_seconds": float, "api_timeout_seconds": float,
+    "proposal_attempts": int, "budget_steps": int, "api_attempts": int, "api_max_wait_seconds": float, "api_timeout_seconds": float,
 }
 _CHOICES = {"runner": RUNNERS, "proposer": PROPOSERS, "direction": DIRECTIONS,
             "decision_rule": DECISION_RULES, "isolation": ISOLATIONS}
-_OPTIONAL = {"timeout_seconds", "max_usd", "metric_regex", "gate", "startup_seconds"}
+_OPTIONAL = {"timeout_seconds", "max_usd", "metric_regex", "gate", "startup_seconds", "budget_steps"}
 _POSITIVE = {"budget_seconds", "timeout_seconds", "parallel", "max_consecutive_crashes",
              "gate_timeout_seconds", "replicates", "max_samples", "startup_seconds", "max_file_bytes",
-             "proposal_attempts", "api_attempts", "api_timeout_seconds"}
+             "proposal_attempts", "api_attempts", "api_timeout_seconds", "budget_steps"}
 ENV_PREFIX = "AUTORESEARCH_"
 
 

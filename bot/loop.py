@@ -281,7 +281,8 @@ class ResearchLoop:
                 data=self.config.data, expected_harness=self.harness,
                 log_path=str(logs / f"{log_name or f'{exp_id:04d}'}.log"), metric_regex=self.config.metric_regex,
                 gate=self.config.gate, gate_timeout_seconds=float(self.config.gate_timeout_seconds),
-                isolation=self._isolation(), startup_seconds=self.config.startup_seconds)
+                isolation=self._isolation(), startup_seconds=self.config.startup_seconds,
+                budget_steps=self.config.budget_steps)
             handle = self.runner.submit(experiment)
             try:
                 result = None

@@ -24,6 +24,8 @@ def comparability_key(config, harness_hashes, bot_version, runner_name, isolatio
         key["isolation"] = isolation
     if config.metric_regex:  # only when set, so ledgers written before it existed still match
         key["metric_regex"] = config.metric_regex
+    if config.budget_steps:  # a step budget and a wall-clock budget measure different things
+        key["budget_steps"] = int(config.budget_steps)
     return key
 
 

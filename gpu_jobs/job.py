@@ -49,6 +49,9 @@ class JobSpec:
     work_dir: str = ""  # private to the job (harness copy, data, graph, result); empty: a temporary one
     isolation: str = "auto"  # auto (sandbox when it can start) | sandbox (required) | none
     startup_seconds: float = None  # with a harness: the train phase stops at budget + this; None: auto
+    # Counted training steps instead of budget_seconds: steps take what they take on a loaded
+    # machine, so the train phase is then limited by timeout_seconds only (train.py counts them).
+    budget_steps: int = None
     evaluator: str = "prepare.py"  # the harness file that materializes the data and evaluates
     secrets: tuple = None  # values to redact; None: derived from the environment
 

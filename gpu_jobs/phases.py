@@ -114,7 +114,9 @@ def run_two_phases(spec, runner, work, result):
         label=None, stdin_pipe=True)
     try:
         (Path(spec.source_dir) / HANDOFF).parent.mkdir(parents=True, exist_ok=True)
-        limit = float(spec.budget_seconds) + startup_allowance(spec)
+        # a step budget takes what it takes: then only the run's timeout bounds it
+        limit = (float(spec.timeout_seconds) if spec.budget_steps
+                 else float(spec.budget_seconds) + startup_allowance(spec))
         run = runner.run(command_argv(spec.command), cwd=spec.source_dir, writable=spec.source_dir, timeout=limit,
                          readable=[str(dirs["data"] / "train.bin"), str(dirs["data"] / "meta.json")],
                          hidden=hidden, env=train_env, label=f"run: {spec.command}" if spec.gate else None,
@@ -122,7 +124,9 @@ def run_two_phases(spec, runner, work, result):
         result["timings"]["train_s"] = run["seconds"]
         reason = (f"the train phase ran past its budget plus start-up allowance ({spec.budget_seconds:g} s + "
                   f"{startup_allowance(spec):g} s, measured by the job) and was stopped; training time is the "
-                  "budget, whatever train.py prints")
+                  "budget, whatever train.py prints") if not spec.budget_steps else (
+                  f"the train phase of a {spec.budget_steps}-step budget ran past the {spec.timeout_seconds:g} s "
+                  "timeout and was stopped")
         if not run_outcome(spec, run, result, reason):
             return
         problem = take_handoff(Path(spec.source_dir) / HANDOFF, graph)

@@ -69,6 +69,8 @@ class Runner:
         self.env.update({"AUTORESEARCH_BUDGET_SECONDS": str(spec.budget_seconds),
                          "AUTORESEARCH_SEED": str(spec.seed), "AUTORESEARCH_DATA": spec.data,
                          "PYTHONUNBUFFERED": "1"})
+        if getattr(spec, "budget_steps", None):
+            self.env["AUTORESEARCH_BUDGET_STEPS"] = str(int(spec.budget_steps))
         self.cache_dir = environ.get("AUTORESEARCH_CACHE_DIR") or os.path.join(self.home, ".cache", "autoresearch-bot")
 
     def _command(self, argv, cwd, writable, readable=(), hidden=(), env=None, trusted=False):

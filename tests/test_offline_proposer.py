@@ -474,14 +474,19 @@ NOISE = {"sigma": 0.1}
         ({"3": ("discard", -1.0), "1": ("crash", None)}, "3", "older head (experiment"),  # a crash comes last
         ({"3": ("discard", -0.5), "4": ("discard", -0.3)}, "3", "older head"),  # far misses: the nearer value
         ({"3": ("discard", 0.0, None), "1": ("discard", -0.2, None)}, "3", "within the noise"),  # greedy: a tie
+        # the decision rule's own flags win over the ratio: near_miss (grey zone), noisier (only looked close)
+        ({"3": ("discard", -0.5, 0.1, {"near_miss": True}), "1": ("discard", -0.2)}, "3", "only 1.0σ"),
+        ({"3": ("discard", -0.05, 0.1, {"noisier": True}), "1": ("discard", -0.08)}, "1", "only 0.8σ"),
     ],
-    ids=["near-beats-far", "closer-near-miss", "gain-not-kept", "crash-last", "nearest-far-miss", "greedy-tie"],
+    ids=["near-beats-far", "closer-near-miss", "gain-not-kept", "crash-last", "nearest-far-miss", "greedy-tie",
+         "flagged-near-miss", "noisier-is-not-near"],
 )
 def test_near_misses_are_re_tried_first(outcomes, expected, why):
     base = {"train.py": "DEPTH = 2\n"}
     history = []
-    for i, (new, (status, gain, *sigma)) in enumerate(outcomes.items()):
-        evidence = {"improvement": gain, "sigma": sigma[0] if sigma else NOISE["sigma"]} if gain is not None else {}
+    for i, (new, (status, gain, *rest)) in enumerate(outcomes.items()):
+        sigma = rest[0] if rest else NOISE["sigma"]
+        evidence = {"improvement": gain, "sigma": sigma, **(rest[1] if len(rest) > 1 else {})} if gain is not None else {}
         history.append(measured("DEPTH", "2", new, "old", status=status, evidence=evidence, id_=i + 1))
     # every never-tried value is measured on this head, so only re-tries are left
     history += [measured("DEPTH", "2", new, "head") for new in ("3", "1", "4") if new not in outcomes]

@@ -39,3 +39,18 @@ def test_real_training_runs_are_measured_by_the_harness_and_secrets_stay_out(tmp
     environment = (repo / ".autoresearch/default/logs/0000.log").read_text()
     assert "GITHUB_TOKEN" not in environment and "MODAL_TOKEN_SECRET" not in environment
     assert "AUTORESEARCH_BUDGET_SECONDS=2.0" in environment
+
+
+def test_a_step_budget_trains_exactly_that_many_counted_steps_and_is_part_of_the_key(tmp_path):
+    repo = make_repo(tmp_path / "repo", {name: (REPO_ROOT / name).read_text() for name in ("train.py", "prepare.py")})
+    # budget_seconds 1 would stop a wall-clock run long before 6 steps on a loaded machine; the steps decide
+    run = LoopRun(repo, budget_seconds=1, budget_steps=6, timeout_seconds=120, harness=["prepare.py"],
+                  replicates=1)
+    run.run(iterations=1)
+    records = run.records()
+    for record in records:
+        assert record["status"] in ("keep", "discard"), record["reason"]
+        assert record["summary"]["num_steps"] == 7  # 6 counted + the first, uncounted one
+        assert record["key"]["budget_steps"] == 6
+    log = (repo / ".autoresearch/default/logs/0000.log").read_text()
+    assert "step 00006 (100.0%)" in log

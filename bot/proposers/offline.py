@@ -99,6 +99,10 @@ def _history(records, base_commit=None):
         if status == "discard" and evidence.get("improvement") is not None:
             sigma = evidence.get("sigma")
             this = evidence["improvement"] / sigma if sigma else (0.0 if evidence["improvement"] >= 0 else None)
+            if evidence.get("near_miss"):  # the decision rule's own verdict: in the grey zone
+                this = max(this if this is not None else -1.0, -1.0)
+            if evidence.get("noisier"):  # it only looked close because its runs were noisy
+                this = None
             gain = this if gain is None or (this is not None and this > gain) else gain
         past.outcome[(name, new)] = (gain, ran or status not in ("crash", "gate-failed"), record.get("id"))
     return past

@@ -26,6 +26,7 @@ class Experiment:
     gate_timeout_seconds: float = 300.0
     isolation: str = "auto"  # auto | sandbox | none (see gpu_jobs/sandbox.py)
     startup_seconds: float = None  # the train phase stops at budget + this (None: the job's default)
+    budget_steps: int = None  # counted training steps instead of budget_seconds (then the limit is the timeout)
 
 
 @dataclasses.dataclass(frozen=True)
