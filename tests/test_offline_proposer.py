@@ -110,13 +110,13 @@ def test_find_constants_table(source, names):
         ("STEPS", 10, [11, 9, 13, 8, 20, 5]),
         ("ADAM_BETA1", 0.9, [0.95, 0.8]),  # betas move their distance to 1
         ("EMA_DECAY", 0.5, [0.75]),  # 0.0 is not a beta
-        ("MOMENTUM", 1.5, [2.25, 1.0, 4.5, 0.5]),  # not in (0, 1): a plain float
+        ("MOMENTUM", 1.5, [4.5, 0.5, 2.25, 1.0]),  # not in (0, 1): a plain float
         ("WARMUP_RATIO", 0.0, [0.1]),  # ratios step by 0.1 inside [0, 1]
         ("WARMDOWN_RATIO", 0.5, [0.6, 0.4]),
         ("DROPOUT", 1.0, [0.9]),
         ("WEIGHT_DECAY", 0.0, [0.01, 0.1]),  # zero floats get small values
-        ("LR", 0.03, [0.045, 0.02, 0.09, 0.01]),  # generic floats: x1.5, /1.5, x3, /3
-        ("LR", -0.3, [-0.45, -0.2, -0.9, -0.1]),
+        ("LR", 0.03, [0.09, 0.01, 0.045, 0.02]),  # generic floats, coarse first: x3, /3, x1.5, /1.5
+        ("LR", -0.3, [-0.9, -0.1, -0.45, -0.2]),
         ("USE_FLASH", True, [False]),  # bools are toggled
         ("DEBUG", False, [True]),
     ],
@@ -145,7 +145,7 @@ def test_candidate_values(name, value, expected):
         ("FEATURES_SHOWN", 1, "  # features listed in the sentence", False, [2]),  # a count: 1 -> 2
         ("MUSE", 1, "", False, [2]),  # USE inside a word is no switch word
         ("USE_FLASH", 2, "", False, [3, 1, 4]),  # only 0 and 1 are switch values
-        ("ENABLE_X", 1.0, "", False, [1.5, 1 / 1.5, 3.0, 1 / 3]),  # floats are never switches
+        ("ENABLE_X", 1.0, "", False, [3.0, 1 / 3, 1.5, 1 / 1.5]),  # floats are never switches
         ("FLAG", True, "", True, [False]),
     ],
     ids=["use", "compile", "enable", "no-on", "comment-1", "comment-both", "comment-0-equals", "count",
@@ -246,9 +246,9 @@ def one_line_diff(old, new):
 def test_proposal_changes_one_constant_and_keeps_the_comment():
     base = {"train.py": "import torch\n\nLR = 3e-4  # learning rate\nprint(LR)\n"}
     proposal = OfflineProposer().propose(base, [])
-    assert proposal.files == {"train.py": "import torch\n\nLR = 4.5e-4  # learning rate\nprint(LR)\n"}
-    assert proposal.change == {"file": "train.py", "name": "LR", "old": "3e-4", "new": "4.5e-4"}
-    assert proposal.description == "LR 3e-4 -> 4.5e-4"
+    assert proposal.files == {"train.py": "import torch\n\nLR = 9e-4  # learning rate\nprint(LR)\n"}
+    assert proposal.change == {"file": "train.py", "name": "LR", "old": "3e-4", "new": "9e-4"}
+    assert proposal.description == "LR 3e-4 -> 9e-4"
     assert "has not been tried yet" in proposal.rationale
 
 
@@ -290,14 +290,14 @@ def history_record(name, old, new, status="discard"):
 def test_never_repeats_a_tried_value():
     base = {"train.py": "LR = 0.04\n"}
     first = OfflineProposer().propose(base, [])
-    assert first.change["new"] == "0.06"
-    history = [history_record("LR", "0.04", "0.06")]
+    assert first.change["new"] == "0.12"
+    history = [history_record("LR", "0.04", "0.12")]
     second = OfflineProposer().propose(base, history)
-    assert second.change["new"] == "0.0267"
+    assert second.change["new"] == "0.0133"
     assert "tried 1 time(s) without a keep" in second.rationale
-    history.append(history_record("LR", "0.04", "0.0267"))
+    history.append(history_record("LR", "0.04", "0.0133"))
     third = OfflineProposer().propose(base, history)
-    assert third.change["new"] == "0.12"
+    assert third.change["new"] == "0.06"
 
 
 def test_the_value_a_change_left_counts_as_tried():
@@ -311,7 +311,7 @@ def test_the_value_a_change_left_counts_as_tried():
 @pytest.mark.parametrize(
     "source, kept_old, kept_new, default_next, pushed_next",
     [
-        ("LR = 0.02\n", "0.04", "0.02", "0.03", "0.0133"),
+        ("LR = 0.02\n", "0.04", "0.02", "0.06", "0.00667"),
         ("DEPTH = 6\n", "8", "6", "7", "5"),
     ],
     ids=["float-went-down", "int-went-down"],
@@ -319,7 +319,7 @@ def test_the_value_a_change_left_counts_as_tried():
 def test_continues_a_kept_direction(source, kept_old, kept_new, default_next, pushed_next):
     base = {"train.py": source}
     name = source.split(" ")[0]
-    assert OfflineProposer().propose(base, []).change["new"] == default_next  # nearest first: up
+    assert OfflineProposer().propose(base, []).change["new"] == default_next  # first step: up
     history = [history_record(name, kept_old, kept_new, status="keep")]
     pushed = OfflineProposer().propose(base, history)
     assert pushed.change["new"] == pushed_next  # the kept change went down: keep going down
@@ -349,15 +349,23 @@ def test_deterministic_for_the_same_seed_and_id(seed, experiment_id):
 
 
 def test_different_ids_explore_different_constants():
-    base = {"train.py": TRAIN}
+    base = {"train.py": TRAIN.replace("LR = 3e-4", "STEP_SIZE = 3e-4")}
     names = {OfflineProposer().propose(base, [], experiment_id=i).change["name"] for i in range(20)}
     assert len(names) >= 3
 
 
+@pytest.mark.parametrize("name, first", [("LR", True), ("LEARNING_RATE", True), ("MATRIX_LR", True),
+                                          ("CPU_LR_DECAY", True), ("LRU_SIZE", False), ("WIDTH", False)])
+def test_learning_rates_come_first_among_equally_tried_constants(name, first):
+    base = {"train.py": f"DEPTH = 4\nWIDTH_MULT = 2.0\n{name} = 0.5\n"}
+    names = {OfflineProposer().propose(base, [], experiment_id=i).change["name"] for i in range(12)}
+    assert (names == {name}) is first
+
+
 def test_avoid_skips_a_refused_value():
     base = {"train.py": "LR = 0.04\n"}
-    proposal = OfflineProposer().propose(base, [], avoid={("LR", "0.06")})
-    assert proposal.change["new"] == "0.0267"
+    proposal = OfflineProposer().propose(base, [], avoid={("LR", "0.12")})
+    assert proposal.change["new"] == "0.0133"
 
 
 @pytest.mark.parametrize(
@@ -411,7 +419,7 @@ def propose_all_discarded(source, limit=60, **kwargs):
 @pytest.mark.parametrize(
     "source, first, count",
     [
-        ("LR = 0.04\n", ["0.06", "0.0267", "0.12", "0.0133", "0.049", "0.0327", "0.0443", "0.0362"], 26),
+        ("LR = 0.04\n", ["0.12", "0.0133", "0.06", "0.0267", "0.049", "0.0327", "0.0443", "0.0362"], 26),
         ("WIDTH = 64\n", ["128", "32", "80", "48", "65", "63", "56", "72", "60", "68"], 13),
         ("DEPTH = 4\n", ["8", "2", "5", "3", "6"], 5),
         ("ADAM_BETA2 = 0.95\n", ["0.975", "0.9", "0.9293", "0.9646"], 14),
@@ -441,8 +449,8 @@ def test_values_measured_against_this_head_are_never_proposed_again():
 
 def test_values_measured_against_an_older_head_come_back_after_untried_ones():
     base = {"train.py": "LR = 0.04\n"}
-    history = [measured("LR", "0.04", "0.06", "old", id_=3)]
-    assert OfflineProposer().propose(base, history, base_commit="new").change["new"] == "0.0267"  # untried first
+    history = [measured("LR", "0.04", "0.12", "old", id_=3)]
+    assert OfflineProposer().propose(base, history, base_commit="new").change["new"] == "0.0133"  # untried first
     history = [measured("LR", "0.04", new, "old", id_=i) for i, new in enumerate(propose_all_discarded("LR = 0.04\n"))]
     with pytest.raises(ProposalError):  # without base_commit every value on any head counts (old callers)
         OfflineProposer().propose(base, history)
@@ -549,8 +557,8 @@ def test_switches_and_betas_in_a_proposal(source, new):
 
 
 def test_avoid_compares_numbers_not_spelling():
-    proposal = OfflineProposer().propose({"train.py": "LR = 0.04\n"}, [], avoid={("LR", "6e-2")})
-    assert proposal.change["new"] == "0.0267"
+    proposal = OfflineProposer().propose({"train.py": "LR = 0.04\n"}, [], avoid={("LR", "1.2e-1")})
+    assert proposal.change["new"] == "0.0133"
 
 
 def test_a_rejected_switch_is_not_toggled_that_way_again():

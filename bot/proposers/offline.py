@@ -172,14 +172,14 @@ class OfflineProposer:
                 if pick:
                     literal, cost, why = pick
                     score = past.tries.get(constant.name, 0) + cost - (5 if constant.name in boosted else 0)
-                    options.append((score, rng.random(), constant, literal, why))
+                    options.append((score, _priority(constant.name), rng.random(), constant, literal, why))
         if not options:
             raise ProposalError(
                 "the offline proposer has tried every value it can reach, down to its finest step, of "
                 "every UPPER_CASE constant in the editable files on this head: add constants, edit "
                 "train.py by hand, or set `proposer: anthropic`"
             )
-        _, _, constant, literal, why = min(options, key=lambda option: option[:2])
+        _, _, _, constant, literal, why = min(options, key=lambda option: option[:3])
         return _proposal(base_files, constant, literal, why)
 
     def _asked(self, base_files, wanted, past, avoided):
@@ -255,6 +255,15 @@ def _pick(constant, past, direction, rejected_way, avoided):
         why += (", where it was no worse than the head within the noise" if gain >= 0
                 else f", where it fell short of the head by only {-gain:.1f}σ")
     return literal, 1 if near else RETRY_COST, why + "; the head has moved since, so measure it again"
+
+
+_LEARNING_RATE = re.compile(r"(^|_)(LR|LEARNING_RATE)(_|$)")
+
+
+def _priority(name):
+    """Among constants tried equally often, learning rates first: in a fixed budget they are what
+    most often pays (program.md's priorities), so a short run tries them before the rest."""
+    return 0 if _LEARNING_RATE.search(name) else 1
 
 
 def _proposal(base_files, constant, literal, why):

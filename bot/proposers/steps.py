@@ -93,7 +93,7 @@ def candidate_values(name, value, flag=False):
     elif kind == "zero":  # off; no scale to refine from: a small and a large value
         options = [0.01, 0.1]
     else:
-        options = [value * 1.5, value / 1.5, value * 3, value / 3]
+        options = [value * 3, value / 3, value * 1.5, value / 1.5]  # coarse first, as a log sweep
     unique = []
     for option in options:
         if option != value and option not in unique:
