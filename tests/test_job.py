@@ -219,10 +219,11 @@ def harness_job(tmp_path, split_cache, before="", forward="return self.emb(idx)"
 def test_the_metric_comes_from_a_fresh_harness_process(tmp_path, split_cache):
     result = harness_job(tmp_path, split_cache)
     assert result["status"] == "ok", result["reason"]
-    assert result["metric_source"] == "harness" and 3.0 < result["metric"] < 8.0
+    # a bigram table fit to one batch for 20 steps: near a uniform guess's 8 bits, above or below
+    assert result["metric_source"] == "harness" and 3.0 < result["metric"] < 10.0
     measured = result["harness_result"]
     assert measured["causal"] is True and measured["batch_size"] == 16
-    assert measured["causal_rows_checked"] == prepare.EVAL_TOKENS // prepare.MAX_SEQ_LEN  # every scored row
+    assert measured["causal_rows_checked"] == measured["eval_tokens"] // measured["seq_len"]  # every scored row
     assert result["summary"]["val_bpb"] == result["metric"]  # the printed nan is replaced by the measurement
     assert result["flags"] == [] and result["device"] == "cpu"
     assert "secret_hint" not in result["summary"]  # an unknown text key is not kept
