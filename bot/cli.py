@@ -187,47 +187,81 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
                         runner="local" if local else None)
     if config.runner != "local":
         raise BotError("the Modal runner is not available yet: run with --local to train on this machine")
-    proposer = _proposer(config, git, warn=lambda line: click.echo(f"warning: {line}", err=True))
-    from bot.runners.local import checked_runner
+    from bot.runlock import RunLock
 
-    bar = ProgressBar()
-    from bot.cli_github import github_applies
-
-    # Before any GitHub request: GitHub mode does not run unsandboxed experiments without consent.
-    runner = checked_runner(config, bar.on_line, github=not no_github and github_applies(git, github_repo),
-                            no_isolation=no_isolation, warn=lambda line: click.echo(line, err=True))
-    ledger_dir = _ledger_dir(git.root, config)
-    ledger = Ledger(ledger_dir, config.metric)
-    publisher = None
-    if not no_github:
-        from bot.cli_github import github_mode
-
-        ledger, publisher = github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger,
-                                         _printer(bar, config.metric), review_bound=review_bound,
-                                         delete_closed_branches=delete_closed_branches) or (ledger, None)
-    loop = ResearchLoop(config, git, runner, proposer,
-                        ledger, events=_printer(bar, config.metric), publisher=publisher)
-    click.echo(f"autoresearch-bot {__version__}: {git.root}, tag {config.tag}, budget {config.budget_seconds:g} s, "
-               f"local runner, isolation {runner.isolation}, proposer {proposer.name}"
-               + (f" ({config.model})" if proposer.name == "anthropic" else ""))
-    click.echo(f"Optimizing {config.metric} ({config.direction})"
-               + (f"; gate: `{config.gate}`" if config.gate else ""))
-    if publisher:  # comment commands queued with `bot command --queue` go first
-        from bot.command_handler import CommandHandler
-
-        for outcome, detail in CommandHandler(publisher.gh, git, config, ledger, publisher, loop).drain():
-            click.echo(f"Queued command {outcome}: {detail}")
+    # held until this command returns or the process ends (the kernel drops it on any exit)
+    lock = RunLock(_ledger_dir(git.root, config), config.tag).acquire("bot run")
     try:
-        loop.run(iterations=iterations, hours=hours)
-    except (Interrupted, KeyboardInterrupt) as exc:
-        bar.clear()
-        what = str(exc) if isinstance(exc, Interrupted) else "stopped between steps"
-        click.echo(f"\nInterrupted: {what}. Nothing half-written; rerun the same command to resume.", err=True)
-        sys.exit(130)
-    click.echo("")
-    click.echo(_status_text(ledger, config))
-    click.echo(f"\nResults: {ledger.tsv_path} (every fact: {ledger.jsonl_path.name}); "
-               f"best version: `git checkout {config.branches['tracking']}`")
+        proposer = _proposer(config, git, warn=lambda line: click.echo(f"warning: {line}", err=True))
+        from bot.runners.local import checked_runner
+
+        bar = ProgressBar()
+        from bot.cli_github import github_applies
+
+        # Before any GitHub request: GitHub mode does not run unsandboxed experiments without consent.
+        runner = checked_runner(config, bar.on_line, github=not no_github and github_applies(git, github_repo),
+                                no_isolation=no_isolation, warn=lambda line: click.echo(line, err=True))
+        ledger_dir = _ledger_dir(git.root, config)
+        ledger = Ledger(ledger_dir, config.metric)
+        publisher = None
+        if not no_github:
+            from bot.cli_github import github_mode
+
+            ledger, publisher = github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger,
+                                             _printer(bar, config.metric), review_bound=review_bound,
+                                             delete_closed_branches=delete_closed_branches) or (ledger, None)
+        loop = ResearchLoop(config, git, runner, proposer,
+                            ledger, events=_printer(bar, config.metric), publisher=publisher)
+        click.echo(f"autoresearch-bot {__version__}: {git.root}, tag {config.tag}, budget {config.budget_seconds:g} s, "
+                   f"local runner, isolation {runner.isolation}, proposer {proposer.name}"
+                   + (f" ({config.model})" if proposer.name == "anthropic" else ""))
+        click.echo(f"Optimizing {config.metric} ({config.direction})"
+                   + (f"; gate: `{config.gate}`" if config.gate else ""))
+        if publisher:  # comment commands queued with `bot command --queue` go first
+            from bot.command_handler import CommandHandler
+
+            for outcome, detail in CommandHandler(publisher.gh, git, config, ledger, publisher, loop).drain():
+                click.echo(f"Queued command {outcome}: {detail}")
+        previous = _stop_on_signals()
+        try:
+            loop.run(iterations=iterations, hours=hours)
+        except (Interrupted, KeyboardInterrupt) as exc:
+            bar.clear()
+            what = str(exc) if isinstance(exc, Interrupted) else "stopped between steps"
+            click.echo(f"\nInterrupted: {what}. Nothing half-written; rerun the same command to resume.", err=True)
+            sys.exit(130)
+        finally:
+            _restore_signals(previous)
+        click.echo("")
+        click.echo(_status_text(ledger, config))
+        click.echo(f"\nResults: {ledger.tsv_path} (every fact: {ledger.jsonl_path.name}); "
+                   f"best version: `git checkout {config.branches['tracking']}`")
+    finally:
+        lock.release()
+
+
+def _stop_on_signals():
+    """SIGTERM (a CI cancel, `kill`) and SIGHUP (a closed terminal) stop a run as Ctrl-C does: the
+    training is killed and nothing half-written is recorded."""
+    import signal
+
+    def interrupt(number, frame):
+        raise KeyboardInterrupt(signal.Signals(number).name)
+
+    previous = {}
+    for number in (signal.SIGTERM, signal.SIGHUP):
+        try:
+            previous[number] = signal.signal(number, interrupt)
+        except ValueError:  # not the main thread (the CLI called from a library): leave signals alone
+            pass
+    return previous
+
+
+def _restore_signals(previous):
+    import signal
+
+    for number, handler in previous.items():
+        signal.signal(number, handler)
 
 
 def _proposer(config, git, warn):

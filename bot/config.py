@@ -168,6 +168,12 @@ def parse_config(data, env=None, origin=CONFIG_FILE):
             values[key] = _coerce(key, value, f"environment variable {name}")
     _check(values, origin)
     config = Config(**values)
+    from bot.proposal import is_editable  # pure; imported here, bot.proposal does not import config
+
+    both = [path for path in config.harness if is_editable(path, config.editable)]
+    if both:
+        raise ConfigError(f"{origin}: {', '.join(both)} is both frozen (`harness`) and editable (`editable`): "
+                          "an experiment could change how it is measured; remove it from one of the two")
     check_metric(config.metric, config.metric_regex, config.harness, origin)
     if config.gate is not None and not config.gate.strip():
         config = dataclasses.replace(config, gate=None)

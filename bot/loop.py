@@ -75,6 +75,13 @@ class ResearchLoop:
                 f"{', '.join(missing)} not found on {self.tracking} ({head[:7]}): commit it, or set "
                 "`editable:` in autoresearch.yaml to the files experiments may change"
             )
+        absent = [p for p in self.config.harness if p not in set(files)]
+        if absent:  # silently hashing fewer files would drop the run into trust mode
+            raise RepoError(
+                f"the harness file(s) {', '.join(absent)} are not on {self.tracking} ({head[:7]}): commit them, "
+                "or list only existing files in `harness:` (`harness: []` runs in trust mode: the metric is "
+                "whatever the run prints)"
+            )
         return head
 
     def measure_under(self, head):

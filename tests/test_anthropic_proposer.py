@@ -55,7 +55,7 @@ def world(toy_repo, anthropic_server):
         server = anthropic_server
 
         def __init__(self):
-            self.repo = toy_repo()
+            self.repo = toy_repo(extra={"prepare.py": "FROZEN = 1\n"})  # a harness file to refuse edits to
             self.warnings, self.sleeps = [], []
 
         def loop(self, metrics, seconds=0.0, timeout=10, **settings):

@@ -1,0 +1,118 @@
+"""Issue #14's first items: a harness that is missing or also editable, two runs on one tag,
+SIGTERM of a running bot (real processes: nothing may survive it)."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from click.testing import CliRunner
+from conftest import TOY_TRAIN, make_repo
+
+from bot.cli import cli
+from bot.config import parse_config
+from bot.errors import ConfigError
+from bot.runlock import RunLock
+
+SETTINGS = "budget_seconds: 1\ntimeout_seconds: 60\nharness: []\ndecision_rule: greedy\nreplicates: 1\n"
+
+
+def bot(repo, *args):
+    return CliRunner().invoke(cli, [*args, "--repo", str(repo)], catch_exceptions=False)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"editable": ["train.py"], "harness": ["train.py"]}, "train.py is both frozen"),
+    ({"editable": ["*.py"], "harness": ["prepare.py"]}, "prepare.py is both frozen"),
+    ({"editable": ["src/**"], "harness": ["src/eval/score.py"]}, "src/eval/score.py is both frozen"),
+], ids=["same-file", "glob", "double-star"])
+def test_a_harness_file_that_is_also_editable_is_a_config_error(settings, message):
+    with pytest.raises(ConfigError, match=message):
+        parse_config(settings)
+
+
+def test_a_missing_harness_file_stops_before_any_run(tmp_path):
+    repo = make_repo(tmp_path / "repo", {"train.py": TOY_TRAIN.format(behaviour="ok"),
+                                         "autoresearch.yaml": SETTINGS.replace("harness: []", "harness: [prepare.py]")})
+    result = bot(repo, "run", "--local", "--iterations", "1")
+    assert result.exit_code == 1
+    assert "harness file(s) prepare.py are not on autoresearch/default" in result.output
+    assert "harness: []" in result.output  # names the other way out
+    assert not (repo / ".autoresearch" / "default" / "experiments.jsonl").exists()
+
+
+def test_a_second_run_on_the_same_tag_exits_naming_the_first(tmp_path):
+    repo = make_repo(tmp_path / "repo", {"train.py": TOY_TRAIN.format(behaviour="ok"), "autoresearch.yaml": SETTINGS})
+    held = RunLock(repo / ".autoresearch" / "default", "default").acquire("bot run")
+    try:
+        result = bot(repo, "run", "--local", "--iterations", "1")
+        assert result.exit_code == 1
+        assert f"another bot run is using tag default in this repository (pid {os.getpid()}" in result.output
+        assert not (repo / ".autoresearch" / "default" / "experiments.jsonl").exists()
+        other_tag = bot(repo, "run", "--local", "--iterations", "1", "--tag", "other")
+        assert other_tag.exit_code == 0, other_tag.output
+    finally:
+        held.release()
+    # released (as when its process ends, however it ends): the next run proceeds
+    assert bot(repo, "run", "--local", "--iterations", "1").exit_code == 0
+
+
+def test_sigterm_stops_the_run_and_its_training(tmp_path):
+    repo = make_repo(tmp_path / "repo", {"train.py": TOY_TRAIN.format(behaviour="hang"), "autoresearch.yaml": SETTINGS})
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "AUTORESEARCH_"))}
+    env["TMPDIR"] = str(scratch)  # the experiment's scratch copy, and so its processes, live under here
+    process = subprocess.Popen([sys.executable, "-m", "bot", "run", "--local", "--iterations", "2", "--repo", str(repo)],
+                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        deadline = time.monotonic() + 60
+        log = repo / ".autoresearch" / "default" / "logs" / "0001.log"
+        while time.monotonic() < deadline and not (log.exists() and "budget" in log.read_text()):
+            time.sleep(0.2)  # the first experiment (which hangs once a constant moved) is training
+        assert log.exists(), "the first experiment never started"
+        assert _processes_under(scratch), "no training process found to stop"
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130
+    assert "Interrupted: experiment 0001 was stopped and not recorded" in output
+    time.sleep(0.5)
+    assert _processes_under(scratch) == []  # nothing left running
+    rows = (repo / ".autoresearch" / "default" / "experiments.jsonl").read_text().splitlines()
+    assert len(rows) == 1  # the baseline; the stopped experiment recorded nothing
+
+
+def test_the_lock_is_held_while_a_run_trains(tmp_path):
+    repo = make_repo(tmp_path / "repo", {"train.py": TOY_TRAIN.format(behaviour="hang"), "autoresearch.yaml": SETTINGS})
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "AUTORESEARCH_"))}
+    process = subprocess.Popen([sys.executable, "-m", "bot", "run", "--local", "--iterations", "2", "--repo", str(repo)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        log = repo / ".autoresearch" / "default" / "logs" / "0001.log"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not log.exists():
+            time.sleep(0.2)
+        second = bot(repo, "run", "--local", "--iterations", "1")
+        assert second.exit_code == 1 and f"(pid {process.pid} on" in second.output
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+
+def _processes_under(folder):
+    found = []
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:
+            with open(f"/proc/{pid}/cmdline", "rb") as handle:
+                if str(folder).encode() in handle.read():
+                    found.append(int(pid))
+        except OSError:
+            continue
+    return found
