@@ -8,7 +8,6 @@ tracking branch. A kill between the last two is finished on the next start (`_re
 
 import hashlib
 import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from bot.proposing import ProposalSource
 from bot.replicates import head_values, judge, measure, segment_sigma
 from bot.report import spent_usd
 from bot.rows import STATUS_INVALID, comparability_key, experiment_row, invalid_row, same_segment
+from bot import scratch
 from bot.runners import Experiment
 
 
@@ -101,6 +101,8 @@ class ResearchLoop:
 
     def run(self, iterations=None, hours=None):
         """Run experiments until `iterations` are done, `hours` pass, or a stop condition."""
+        for path in scratch.remove_stale():
+            self.events("warning", message=f"removed {path}, left behind by a bot that was killed")
         head = self.preflight()
         self.measure_under(head)
         deadline = self.clock() + hours * 3600 if hours else None
@@ -276,7 +278,7 @@ class ResearchLoop:
     def _evaluate(self, exp_id, commit, seed=None, log_name=None):
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f"autoresearch-{exp_id:04d}-"))
+        work = scratch.make(exp_id)
         try:
             source = self.git.export_tree(commit, work / "src")
             experiment = Experiment(

@@ -6,6 +6,7 @@ import collections
 import os
 import signal
 import subprocess
+import sys
 import threading
 import time
 
@@ -42,6 +43,25 @@ def directory_bytes(path, stop_at=None):
     return total
 
 
+# Started in front of every command: asks the kernel to SIGKILL it when the bot dies (however it
+# dies: kill -9 included), then becomes the command. Without it an unsandboxed train.py outlives a
+# killed bot (the sandbox has bwrap's --die-with-parent). A shim, not preexec_fn: the bot has threads.
+_DIE_WITH_PARENT = (
+    "import ctypes, os, signal, sys\n"
+    "ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG\n"
+    "if os.getppid() != int(sys.argv[1]):\n"
+    "    sys.exit(137)  # the parent died before the request took hold\n"
+    "os.execvp(sys.argv[2], sys.argv[2:])\n"
+)
+
+
+def dies_with_parent(argv):
+    """`argv` wrapped so that the kernel kills it when this process dies (Linux; as is elsewhere)."""
+    if not sys.platform.startswith("linux"):
+        return list(argv)
+    return [sys.executable, "-I", "-S", "-c", _DIE_WITH_PARENT, str(os.getpid()), *argv]
+
+
 def _group_alive(pgid):
     try:
         os.killpg(pgid, 0)
@@ -64,7 +84,7 @@ class Supervised:
             log.write(f"== {label} ==\n")
             log.flush()
         self.process = subprocess.Popen(
-            argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            dies_with_parent(argv), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             stdin=subprocess.PIPE if stdin_pipe else subprocess.DEVNULL, text=True, errors="replace",
             bufsize=1, start_new_session=True)
         self.reader = threading.Thread(target=self._read, daemon=True)

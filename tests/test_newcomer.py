@@ -15,6 +15,7 @@ from bot.cli import cli
 from bot.config import parse_config
 from bot.errors import ConfigError
 from bot.runlock import RunLock
+from bot.scratch import make, remove_stale
 
 SETTINGS = "budget_seconds: 1\ntimeout_seconds: 60\nharness: []\ndecision_rule: greedy\nreplicates: 1\n"
 
@@ -104,15 +105,63 @@ def test_the_lock_is_held_while_a_run_trains(tmp_path):
         process.wait(timeout=30)
 
 
+@pytest.mark.parametrize("isolation", ["none", "auto"])
+def test_kill_9_of_the_bot_leaves_no_training_running(tmp_path, isolation):
+    repo = make_repo(tmp_path / "repo", {"train.py": TOY_TRAIN.format(behaviour="hang"), "autoresearch.yaml": SETTINGS})
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "AUTORESEARCH_"))}
+    env.update(TMPDIR=str(scratch), AUTORESEARCH_ISOLATION=isolation)
+    process = subprocess.Popen([sys.executable, "-m", "bot", "run", "--local", "--iterations", "2", "--repo", str(repo)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    try:
+        log = repo / ".autoresearch" / "default" / "logs" / "0001.log"
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (log.exists() and "budget" in log.read_text()):
+            time.sleep(0.2)
+        assert _processes_under(scratch), "no training process found"
+    finally:
+        process.kill()
+        process.wait(timeout=30)
+    deadline = time.monotonic() + 10
+    while _processes_under(scratch) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    left = _processes_under(scratch)
+    for pid in left:
+        os.kill(pid, signal.SIGKILL)
+    assert left == []
+    # its scratch copy is still there (kill -9 skips every cleanup); the next run removes it
+    stale = [str(p) for p in scratch.glob("autoresearch-0001-*")]
+    assert len(stale) == 1
+    assert remove_stale(scratch) == stale and list(scratch.glob("autoresearch-*")) == []
+
+
 def _processes_under(folder):
+    """Processes whose command line names `folder` or that run inside it."""
     found = []
     for pid in os.listdir("/proc"):
         if not pid.isdigit():
             continue
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as handle:
-                if str(folder).encode() in handle.read():
-                    found.append(int(pid))
+                named = str(folder).encode() in handle.read()
+            inside = os.readlink(f"/proc/{pid}/cwd").startswith(str(folder))
         except OSError:
             continue
+        if named or inside:
+            found.append(int(pid))
     return found
+
+
+def test_only_scratch_directories_of_dead_owners_are_removed(tmp_path, monkeypatch):
+    monkeypatch.setattr("tempfile.tempdir", str(tmp_path))
+    mine = make(7)  # this process: alive
+    dead = make(8)
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    (dead / "owner").write_text(f"{child.stdout.strip()} {__import__('socket').gethostname()}\n")
+    elsewhere = make(9)
+    (elsewhere / "owner").write_text("1 another-host\n")
+    foreign = tmp_path / "autoresearch-0010-notours"
+    foreign.mkdir()  # no owner file: not ours to remove
+    assert remove_stale() == [str(dead)]
+    assert mine.exists() and elsewhere.exists() and foreign.exists() and not dead.exists()
