@@ -74,6 +74,9 @@ def _printer(bar, metric):
     def on_event(kind, **facts):
         if kind == "tracking-created":
             click.echo(f"Created tracking branch {facts['branch']} at {facts['commit'][:7]}")
+        elif kind == "tracking-moved":
+            click.echo(f"Moved tracking branch {facts['branch']} from {facts['old'][:7]} to your HEAD "
+                       f"{facts['commit'][:7]} (it held no kept experiment yet)")
         elif kind == "resume":
             ref = facts["reference"]
             click.echo(f"Resuming: {facts['experiments']} ledger row(s); tracking head {ref['commit'][:7]} "

@@ -68,6 +68,8 @@ class ResearchLoop:
             head = self.git.resolve("HEAD")
             self.git.create_branch(self.tracking, head)
             self.events("tracking-created", branch=self.tracking, commit=head)
+        else:
+            head = self._follow_head_until_a_keep(head)
         files = self.git.list_files(head)
         missing = [p for p in self.config.editable if not any(is_editable(f, [p]) for f in files)]
         if missing:
@@ -83,6 +85,19 @@ class ResearchLoop:
                 "whatever the run prints)"
             )
         return head
+
+    def _follow_head_until_a_keep(self, head):
+        """While the tracking branch holds no kept experiment it is only where the user's branch
+        was: follow that branch when it moved (a baseline that crashed, fixed on main, is then
+        measured again on the fix). Local mode only: in GitHub mode the branch is shared."""
+        current = self.git.resolve("HEAD")
+        if self.publisher is not None or current == head or self.git.current_branch() == self.tracking:
+            return head
+        if any(r.get("kind") == "experiment" and r.get("status") == KEEP for r in self.ledger.read()):
+            return head
+        self.git.move_branch(self.tracking, current, head)
+        self.events("tracking-moved", branch=self.tracking, old=head, commit=current)
+        return current
 
     def measure_under(self, head):
         """Set the frozen harness hashes at `head` and the comparability key runs get from now on."""

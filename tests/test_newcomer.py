@@ -165,3 +165,38 @@ def test_only_scratch_directories_of_dead_owners_are_removed(tmp_path, monkeypat
     foreign.mkdir()  # no owner file: not ours to remove
     assert remove_stale() == [str(dead)]
     assert mine.exists() and elsewhere.exists() and foreign.exists() and not dead.exists()
+
+
+def test_a_crashed_baseline_fixed_on_main_is_measured_again(tmp_path):
+    repo = make_repo(tmp_path / "repo", {"train.py": TOY_TRAIN.format(behaviour="import-error"),
+                                         "autoresearch.yaml": SETTINGS})
+    first = bot(repo, "run", "--local", "--iterations", "1")
+    assert first.exit_code == 1 and "the baseline crashed" in first.output
+    (repo / "train.py").write_text(TOY_TRAIN.format(behaviour="ok"))
+    subprocess.run(["git", "commit", "-qam", "fix the import"], cwd=repo, check=True)
+    fixed = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True).stdout.strip()
+    second = bot(repo, "run", "--local", "--iterations", "1")
+    assert second.exit_code == 0, second.output
+    assert "Moved tracking branch autoresearch/default from" in second.output and fixed[:7] in second.output
+    rows = [__import__("json").loads(line) for line in
+            (repo / ".autoresearch" / "default" / "experiments.jsonl").read_text().splitlines()]
+    assert [(r["kind"], r["status"]) for r in rows[:2]] == [("baseline", "crash"), ("baseline", "keep")]
+    assert rows[1]["commit"] == fixed
+
+
+def test_the_tracking_branch_stays_once_it_holds_a_keep(tmp_path):
+    repo = make_repo(tmp_path / "repo", {"train.py": TOY_TRAIN.format(behaviour="ok"), "autoresearch.yaml": SETTINGS})
+    assert bot(repo, "run", "--local", "--iterations", "2").exit_code == 0  # the toy's first changes are kept
+    tracking = subprocess.run(["git", "rev-parse", "autoresearch/default"], cwd=repo, capture_output=True,
+                              text=True).stdout.strip()
+    (repo / "notes.txt").write_text("unrelated\n")
+    subprocess.run(["git", "add", "notes.txt"], cwd=repo, check=True)
+    subprocess.run(["git", "commit", "-qm", "notes"], cwd=repo, check=True)
+    again = bot(repo, "run", "--local", "--iterations", "1")
+    assert again.exit_code == 0 and "Moved tracking branch" not in again.output
+    rows = [__import__("json").loads(line) for line in
+            (repo / ".autoresearch" / "default" / "experiments.jsonl").read_text().splitlines()]
+    assert any(r["kind"] == "experiment" and r["status"] == "keep" and r["commit"] == tracking for r in rows)
+    assert subprocess.run(["git", "rev-parse", "autoresearch/default"], cwd=repo, capture_output=True,
+                          text=True).stdout.strip() != subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo,
+                                                                      capture_output=True, text=True).stdout.strip()
