@@ -102,8 +102,11 @@ def command(event_path, local, github_repo, bot_login, writes_per_minute, queue,
         event = json.loads(open(event_path, encoding="utf-8").read())
     except (OSError, ValueError) as exc:
         raise BotError(f"cannot read the event file {event_path}: {exc}; pass the issue_comment event JSON") from None
-    from bot.commands import ignore_reason
+    from bot.commands import event_problem, ignore_reason
 
+    problem = event_problem(event)
+    if problem:
+        raise BotError(f"{event_path}: {problem}")
     reason = ignore_reason(event, bot_login)
     if reason:  # most comments: answer before touching GitHub or git at all
         click.echo(f"ignored: {reason}")

@@ -40,6 +40,15 @@ def parse(body):
     return None
 
 
+def event_problem(event):
+    """What makes `event` unusable as an issue_comment event (None when it is one)."""
+    if not isinstance(event, dict) or not isinstance(event.get("comment"), dict) \
+            or not isinstance(event.get("issue"), dict):
+        return ("the event is not an issue_comment event (it needs `comment` and `issue` objects): pass the "
+                "file GitHub Actions names in $GITHUB_EVENT_PATH for an `issue_comment` trigger")
+    return None
+
+
 def ignore_reason(event, bot_login):
     """Why an issue_comment event is not a command for us (None: handle it)."""
     if event.get("action") != "created":

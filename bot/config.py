@@ -139,6 +139,11 @@ def _check(values, origin):
             raise ConfigError(f"{origin}: `{key}` is {values[key]!r}; choose one of {', '.join(choices)}")
     if "tag" in values and not _valid_tag(values["tag"]):
         raise ConfigError(f"{origin}: tag {values['tag']!r} must be letters, digits, '.', '_' or '-'")
+    if "tag" in values and values["tag"].endswith(("-exp", "-ledger")):
+        # autoresearch/x-exp would be both tag x's experiment folder and tag x-exp's tracking branch
+        raise ConfigError(f"{origin}: tag {values['tag']!r} ends like the bot's own branch names "
+                          "(`-exp`, `-ledger`); choose another, e.g. "
+                          f"{values['tag'].rsplit('-', 1)[0]}-{values['tag'].rsplit('-', 1)[1]}2")
 
 
 def parse_config(data, env=None, origin=CONFIG_FILE):

@@ -56,7 +56,8 @@ class ResearchLoop:
     def preflight(self):
         """Check the repository before any compute; return the tracking head sha."""
         if not self.git.has_commits():
-            raise RepoError("the repository has no commits: commit train.py (and prepare.py) first")
+            files = ", ".join([*self.config.editable, *self.config.harness]) or "your files"
+            raise RepoError(f"the repository has no commits: commit {files} first (`git add -A && git commit -m start`)")
         dirty = self.git.dirty_paths()
         if dirty:
             raise RepoError(

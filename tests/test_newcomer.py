@@ -200,3 +200,30 @@ def test_the_tracking_branch_stays_once_it_holds_a_keep(tmp_path):
     assert subprocess.run(["git", "rev-parse", "autoresearch/default"], cwd=repo, capture_output=True,
                           text=True).stdout.strip() != subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo,
                                                                       capture_output=True, text=True).stdout.strip()
+
+
+@pytest.mark.parametrize("event", ["[1, 2]", "{}", '{"comment": "text", "issue": {}}', '"created"'],
+                         ids=["array", "empty", "comment-not-object", "string"])
+def test_an_event_file_that_is_no_comment_event_is_a_clear_error(tmp_path, event):
+    repo = make_repo(tmp_path / "repo", {"train.py": TOY_TRAIN.format(behaviour="ok"), "autoresearch.yaml": SETTINGS})
+    path = tmp_path / "event.json"
+    path.write_text(event)
+    result = CliRunner().invoke(cli, ["command", "--event", str(path), "--local", "--repo", str(repo)])
+    assert result.exit_code == 1 and "is not an issue_comment event" in result.output
+    assert "Traceback" not in result.output and "None" not in result.output
+
+
+@pytest.mark.parametrize("tag", ["x-exp", "nightly-ledger"])
+def test_a_tag_that_collides_with_the_bots_branch_names_is_refused(tag):
+    with pytest.raises(ConfigError, match="ends like the bot's own branch names"):
+        parse_config({"tag": tag})
+
+
+def test_no_commits_names_the_configured_files(tmp_path):
+    repo = tmp_path / "empty"
+    repo.mkdir()
+    subprocess.run(["git", "init", "-q", "-b", "main"], cwd=repo, check=True)
+    (repo / "autoresearch.yaml").write_text("editable: [model.py]\nharness: [score.py]\n")
+    result = bot(repo, "run", "--local", "--iterations", "1")
+    assert result.exit_code == 1 and "commit model.py, score.py first" in result.output
+    assert "train.py" not in result.output
