@@ -57,13 +57,19 @@ class ProposalSource:
         self.proposer, self.config, self.git = proposer, config, git
         self.events, self.clock = events, clock
         self.pending = None  # a Prefetch
+        self._files = {}  # commit -> editable files there (the last few)
         parameters = inspect.signature(proposer.propose).parameters if proposer else {}
         self._takes = (set(parameters) if not any(p.kind == p.VAR_KEYWORD for p in parameters.values())
                        else {"avoid", "base_commit", "feedback", "running", "repair"})
 
     def files_at(self, commit):
-        files = [f for f in self.git.list_files(commit) if is_editable(f, self.config.editable)]
-        return {path: self.git.read_file(commit, path) for path in files}
+        """The editable files at `commit` (a commit never changes: read once, asked for twice when a
+        prefetch and the next experiment build on the same head)."""
+        if commit not in self._files:
+            files = [f for f in self.git.list_files(commit) if is_editable(f, self.config.editable)]
+            self._files = {commit: {path: self.git.read_file(commit, path) for path in files},
+                           **{k: v for k, v in list(self._files.items())[-3:]}}
+        return dict(self._files[commit])
 
     def _ask(self, base, base_files, records, experiment_id, device, **extra):
         # The contract's optional parts (base_commit, feedback, running, repair) go only to a

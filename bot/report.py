@@ -24,12 +24,13 @@ def current_segment(records):
     return [r for r in records if _comparable(r) == last]
 
 
-def _delta(record):
+def delta_text(record, digits=6, sigma_unit="σ"):
+    """A row's delta and its delta in noise σ, e.g. `-0.018015 (-0.5σ)`; '' when it has none."""
     evidence = record.get("evidence") or {}
     delta, in_sigma = evidence.get("delta"), evidence.get("delta_sigma")
-    text = f"{delta:+.6f}" if isinstance(delta, (int, float)) else ""
+    text = f"{delta:+.{digits}f}" if isinstance(delta, (int, float)) else ""
     if text and isinstance(in_sigma, (int, float)):
-        text += f" ({in_sigma:+.1f}σ)"
+        text += f" ({in_sigma:+.1f}{sigma_unit})"
     return text
 
 
@@ -69,7 +70,7 @@ def status_table(records, metric="val_bpb", direction="minimize", width=60):
         description = (r.get("description") or "")
         if len(description) > width:
             description = description[: width - 1] + "…"
-        rows.append((f"{int(r['id']):04d}", (r.get("commit") or "")[:7], value, _delta(r),
+        rows.append((f"{int(r['id']):04d}", (r.get("commit") or "")[:7], value, delta_text(r),
                      decision_sigma(r), r.get("status", "?"), description))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1]

@@ -7,6 +7,7 @@ code, the validation data, the result channel.
 """
 
 from bot.proposers.edits import TOOL_NAME
+from bot.report import delta_text
 
 DISCARD_STREAK = 5  # this many discards in a row and the model is asked to change direction
 RECENT = 25  # experiments listed in full
@@ -52,12 +53,7 @@ def system_blocks(program_text, base_files, editable, harness_notes=HARNESS_NOTE
 
 
 def _delta(record):
-    evidence = record.get("evidence") or {}
-    delta, sigma = evidence.get("delta"), evidence.get("delta_sigma")
-    text = f"{delta:+.4f}" if isinstance(delta, (int, float)) else ""
-    if text and isinstance(sigma, (int, float)):
-        text += f" ({sigma:+.1f} sigma)"
-    return text
+    return delta_text(record, digits=4, sigma_unit=" sigma")  # plain words for the model
 
 
 def _line(record):
