@@ -75,8 +75,18 @@ def run_facts(record):
     device = (record.get("key") or {}).get("device") or summary.get("device") or "–"
     facts = [f"steps {summary.get('num_steps', '–')}", f"training {_number(summary.get('training_seconds'), 1)} s",
              f"total {_number(timings.get('total_s'), 1)} s", f"memory {_number(record.get('memory_gb'), 1)} GB",
-             f"device {device}", f"runner {record.get('runner', '–')}", f"cost ${_number(record.get('cost_usd') or 0.0, 2)}"]
+             f"device {device}", f"runner {record.get('runner', '–')}", gpu_cost(record)]
     return " · ".join(facts)
+
+
+def gpu_cost(record):
+    """'GPU $0.3620 (330 s billed)' on a priced runner; 'GPU $0' for this machine's own."""
+    usd = float(record.get("cost_usd") or 0.0)
+    billed = (record.get("timings") or {}).get("billed_s")
+    if not usd and not billed:
+        return "GPU $0"
+    text = f"GPU ${usd:.4f}" if usd < 1 else f"GPU ${usd:.2f}"
+    return text + (f" ({float(billed):.0f} s billed)" if billed else "")
 
 
 def proposal_facts(record):

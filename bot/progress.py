@@ -4,7 +4,8 @@ the progress plot, and the markdown report. Pure; bot/plot.py draws the PNG from
 """
 
 from bot.replicates import sample_values, segment_sigma
-from bot.report import current_segment, decision_sigma, fresh_text, isolation_line, spending_line
+from bot.report import (current_segment, decision_sigma, fresh_text, isolation_line, row_usd, spending_line, spent_usd,
+                        usd_text)
 
 
 def run_seconds(record):
@@ -37,7 +38,7 @@ def report_stats(records, direction="minimize"):
         "keep_rate": len(kept) / len(experiments) if experiments else None,
         "runs": sum(run_count(r) for r in records),
         "compute_s": sum(run_seconds(r) for r in records),
-        "cost_usd": sum(float(r.get("cost_usd") or 0.0) for r in records),
+        "cost_usd": spent_usd(records),  # GPU time and proposals
         "baseline": first, "head": head, "cumulative_delta": cumulative,
         "sigma": sigma, "sigma_df": getattr(sigma, "df", None), "direction": direction,
     }
@@ -103,12 +104,13 @@ def markdown_report(records, metric="val_bpb", direction="minimize", image=None)
     spending = spending_line(records)
     if spending:
         lines.append(f"- {spending}")
-    lines += ["", f"| id | commit | {metric} | runs | delta | delta/σ | σ at decision | status | description |",
-              "|---|---|---|---|---|---|---|---|---|"]
+    lines += ["", f"| id | commit | {metric} | runs | delta | delta/σ | σ at decision | status | cost | description |",
+              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in records:
         evidence = r.get("evidence") or {}
         description = (r.get("description") or "").replace("|", "\\|")
         lines.append(f"| {int(r['id']):04d} | {(r.get('commit') or '')[:7]} | {_fmt(r.get('metric'))} | "
                      f"{run_count(r)} | {_fmt(evidence.get('delta'), '+.6f')} | "
-                     f"{_fmt(evidence.get('delta_sigma'), '+.1f')} | {decision_sigma(r)} | {r.get('status')} | {description} |")
+                     f"{_fmt(evidence.get('delta_sigma'), '+.1f')} | {decision_sigma(r)} | {r.get('status')} | "
+                     f"{usd_text(row_usd(r))} | {description} |")
     return "\n".join(lines) + "\n"

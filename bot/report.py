@@ -61,7 +61,8 @@ def status_table(records, metric="val_bpb", direction="minimize", width=60):
     """The ledger as an aligned text table, best and counts below."""
     if not records:
         return "No experiments yet: run `bot run --local` to measure a baseline and start."
-    header = ("id", "commit", metric, "delta", "σ", "status", "description")
+    priced = any(row_usd(r) > 0 for r in records)  # a free night (CPU, offline proposer) shows no cost column
+    header = ("id", "commit", metric, "delta", "σ", "status") + (("cost",) if priced else ()) + ("description",)
     rows = [header]
     for r in records:
         if r.get("status") == "note":  # people's requests and directions: not runs
@@ -70,8 +71,9 @@ def status_table(records, metric="val_bpb", direction="minimize", width=60):
         description = (r.get("description") or "")
         if len(description) > width:
             description = description[: width - 1] + "…"
+        cost = (usd_text(row_usd(r)),) if priced else ()
         rows.append((f"{int(r['id']):04d}", (r.get("commit") or "")[:7], value, delta_text(r),
-                     decision_sigma(r), r.get("status", "?"), description))
+                     decision_sigma(r), r.get("status", "?"), *cost, description))
     widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row[:-1])) + "  " + row[-1]
              for row in rows]
@@ -118,22 +120,34 @@ def isolation_line(records):
     return text
 
 
+def row_usd(record):
+    """What one ledger row cost: its runs' GPU time plus its proposal (refused attempts included)."""
+    return float(record.get("cost_usd") or 0.0) + float((record.get("proposal") or {}).get("usd") or 0.0)
+
+
 def spent_usd(records):
     """Dollars spent so far: GPU time of every run plus every proposal (refused ones included)."""
-    return round(sum(float(r.get("cost_usd") or 0.0) + float((r.get("proposal") or {}).get("usd") or 0.0)
-                     for r in records), 6)
+    return round(sum(row_usd(r) for r in records), 6)
+
+
+def usd_text(value):
+    """Dollars with the precision small sums need ($0.0074, $0.33, $12.40)."""
+    return f"${value:.4f}" if value < 1 else f"${value:.2f}"
 
 
 def spending_line(records):
-    """Proposals (tokens, dollars, fallbacks) and GPU dollars, or None when nothing was spent on a model."""
+    """Proposals (tokens, dollars, fallbacks) and GPU dollars, or None when nothing was spent."""
     asked = [r["proposal"] for r in records if isinstance(r.get("proposal"), dict)]
     models = sorted({p.get("model") for p in asked if p.get("model")})
+    gpu = sum(float(r.get("cost_usd") or 0.0) for r in records)
     if not models:
-        return None
+        if not gpu:
+            return None
+        billed = sum(float((r.get("timings") or {}).get("billed_s") or 0.0) for r in records)
+        return f"GPU ${gpu:.4f} ({billed / 60:.1f} min billed); proposals free (offline); total ${gpu:.4f}"
     tokens = {k: sum(int((p.get("tokens") or {}).get(k) or 0) for p in asked)
               for k in ("input", "cache_write", "cache_read", "output")}
     usd = sum(float(p.get("usd") or 0.0) for p in asked)
-    gpu = sum(float(r.get("cost_usd") or 0.0) for r in records)
     fallbacks = sum(1 for p in asked if "fallback" in str(p.get("proposer")))
     text = (f"proposals: {len(asked)} by {', '.join(models)}; tokens {tokens['input']:,} input, "
             f"{tokens['cache_read']:,} cached read, {tokens['cache_write']:,} cache write, {tokens['output']:,} output; "

@@ -93,3 +93,15 @@ def test_report_links_prs_and_states_the_cumulative_delta():
     assert "| 0003 |" not in body
     assert messages.parse_marker(body, messages.REPORT_MARKER) == {"tag": "night"}
     assert messages.report_title("night", records) == "autoresearch/night: 1 kept, -0.100000 cumulative"
+
+
+@pytest.mark.parametrize("record, expected", [
+    ({"cost_usd": 0.0}, "GPU $0"),
+    ({"cost_usd": 0.36201, "timings": {"billed_s": 330.0}}, "GPU $0.3620 (330 s billed)"),
+    ({"cost_usd": 3.2911, "timings": {"billed_s": 3000.4}}, "GPU $3.29 (3000 s billed)"),
+])
+def test_gpu_cost_in_the_run_facts(record, expected):
+    from bot.messages import gpu_cost, run_facts
+
+    assert gpu_cost(record) == expected
+    assert run_facts(record).endswith(expected)

@@ -96,8 +96,8 @@ def test_markdown_report():
     assert "keep rate 25%" in text and "cumulative delta -0.100000" in text
     assert ("best (tracking head): val_bpb 3.400000 — 0002 WIDTH 64 -> 32 (mean of 3 run(s); fresh-seed "
             "estimate 3.395000 from the 2 run(s) not used to pick it)") in text
-    assert "| 0002 | 0123456 | 3.400000 | 3 | -0.100000 | -4.7 | 0.0213 | keep | WIDTH 64 -> 32 |" in text
-    assert "| 0003 | 0123456 | - | 1 | - | - | - | crash | DEPTH 2 -> 3 |" in text
+    assert "| 0002 | 0123456 | 3.400000 | 3 | -0.100000 | -4.7 | 0.0213 | keep | $0.3000 | WIDTH 64 -> 32 |" in text
+    assert "| 0003 | 0123456 | - | 1 | - | - | - | crash | $0.0000 | DEPTH 2 -> 3 |" in text
     assert "- isolation: unrecorded" in text
     assert "$0.90" in text
 
@@ -106,6 +106,15 @@ def test_status_table_shows_delta_in_sigma():
     text = status_table(LEDGER)
     row = [line for line in text.splitlines() if line.startswith("0002")][0]
     assert "-0.100000 (-4.7σ)" in row and "0.0213" in row  # the σ this row was decided with
+    assert "$0.3000" in row  # what this experiment cost (GPU time; proposals too when priced)
+
+
+def test_status_table_has_a_cost_column_only_when_something_was_spent():
+    free = [dict(r, cost_usd=0.0) for r in LEDGER]
+    assert "cost" not in status_table(free).splitlines()[0]
+    proposed = free[:2] + [dict(free[2], proposal={"model": "claude-sonnet-5-5", "usd": 0.0074})]
+    header, *rows = status_table(proposed).splitlines()
+    assert "cost" in header and "$0.0074" in [r for r in rows if r.startswith("0002")][0]
 
 
 def test_png_is_written(tmp_path):

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.report import best_record, isolation_line, seconds_text, status_table, summary_line
+from bot.report import best_record, isolation_line, seconds_text, spending_line, status_table, summary_line
 
 SHA = "abcdef0123456789abcdef0123456789abcdef01"
 
@@ -117,3 +117,15 @@ def test_trust_mode_is_shown_from_the_comparability_key():
 @pytest.mark.parametrize("seconds, text", [(0.04, "0.0 s"), (0.4, "0.4 s"), (9.94, "9.9 s"), (12.4, "12 s"), (300.0, "300 s")])
 def test_seconds_text(seconds, text):
     assert seconds_text(seconds) == text
+
+
+@pytest.mark.parametrize("records, expected", [
+    ([{"cost_usd": 0.0}], None),
+    ([{"cost_usd": 0.33, "timings": {"billed_s": 300}}, {"cost_usd": 0.33, "timings": {"billed_s": 300}}],
+     "GPU $0.6600 (10.0 min billed); proposals free (offline); total $0.6600"),
+    ([{"cost_usd": 0.33, "proposal": {"model": "claude-sonnet-5-5", "usd": 0.01, "tokens": {"input": 5}}}],
+     "proposals: 1 by claude-sonnet-5-5; tokens 5 input, 0 cached read, 0 cache write, 0 output; $0.0100; "
+     "GPU $0.3300; total $0.3400"),
+])
+def test_spending_line_gpu_and_proposals(records, expected):
+    assert spending_line(records) == expected
