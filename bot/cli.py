@@ -188,22 +188,22 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
 
     git, config = _open(repo, config_path, budget_seconds=budget, tag=tag,
                         runner="local" if local else None)
-    if config.runner != "local":
-        raise BotError("the Modal runner is not available yet: run with --local to train on this machine")
     from bot.runlock import RunLock
 
     # held until this command returns or the process ends (the kernel drops it on any exit)
     lock = RunLock(_ledger_dir(git.root, config), config.tag).acquire("bot run")
     try:
         proposer = _proposer(config, git, warn=lambda line: click.echo(f"warning: {line}", err=True))
-        from bot.runners.local import checked_runner
+        from bot.cli_runner import build_runner
 
         bar = ProgressBar()
         from bot.cli_github import github_applies
 
-        # Before any GitHub request: GitHub mode does not run unsandboxed experiments without consent.
-        runner = checked_runner(config, bar.on_line, github=not no_github and github_applies(git, github_repo),
-                                no_isolation=no_isolation, warn=lambda line: click.echo(line, err=True))
+        # Before any GitHub request: GitHub mode does not run unsandboxed experiments without consent,
+        # and a Modal runner without a token fails at once.
+        runner = build_runner(config, bar.on_line, git, github=not no_github and github_applies(git, github_repo),
+                              no_isolation=no_isolation, warn=lambda line: click.echo(line, err=True),
+                              state_dir=_ledger_dir(git.root, config))
         ledger_dir = _ledger_dir(git.root, config)
         ledger = Ledger(ledger_dir, config.metric)
         publisher = None
@@ -216,7 +216,7 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
         loop = ResearchLoop(config, git, runner, proposer,
                             ledger, events=_printer(bar, config.metric), publisher=publisher)
         click.echo(f"autoresearch-bot {__version__}: {git.root}, tag {config.tag}, budget {config.budget_seconds:g} s, "
-                   f"local runner, isolation {runner.isolation}, proposer {proposer.name}"
+                   f"{runner_words(runner)}, isolation {runner.isolation}, proposer {proposer.name}"
                    + (f" ({config.model})" if proposer.name == "anthropic" else ""))
         click.echo(f"Optimizing {config.metric} ({config.direction})"
                    + (f"; gate: `{config.gate}`" if config.gate else ""))
@@ -241,6 +241,13 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
                    f"best version: `git checkout {config.branches['tracking']}`")
     finally:
         lock.release()
+
+
+def runner_words(runner):
+    """'local runner' or 'Modal runner (H100!)' for the run's first line."""
+    if runner.name == "modal":
+        return f"Modal runner ({getattr(runner, 'gpu', '?')})"
+    return f"{runner.name} runner"
 
 
 def _stop_on_signals():
@@ -360,13 +367,12 @@ def reproduce(experiment_id, runs, local, budget, tag, repo, config_path, no_iso
     from bot.reproduce import reproduce as run_reproduce
 
     git, config = _open(repo, config_path, budget_seconds=budget, tag=tag, runner="local" if local else None)
-    if config.runner != "local":
-        raise BotError("the Modal runner is not available yet: run with --local to train on this machine")
-    from bot.runners.local import checked_runner
+    from bot.cli_runner import build_runner
 
     bar = ProgressBar()
     ledger = Ledger(_ledger_dir(git.root, config), config.metric)
-    runner = checked_runner(config, bar.on_line, no_isolation=no_isolation, warn=lambda line: click.echo(line, err=True))
+    runner = build_runner(config, bar.on_line, git, no_isolation=no_isolation,
+                          warn=lambda line: click.echo(line, err=True), state_dir=_ledger_dir(git.root, config))
     loop = ResearchLoop(config, git, runner, None, ledger,
                         events=_printer(bar, config.metric))
     row = run_reproduce(loop, experiment_id, runs)

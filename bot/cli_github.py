@@ -112,15 +112,17 @@ def command(event_path, local, github_repo, bot_login, writes_per_minute, queue,
         click.echo(f"ignored: {reason}")
         return
     git, config = _open(repo, config_path, tag=tag, runner="local" if local else None)
-    if config.runner != "local":
-        raise BotError("the Modal runner is not available yet: run with --local")
-    from bot.runners.local import checked_runner
-
     bar = ProgressBar()
     printer = _printer(bar, config.metric)
-    # --queue only records the command; without it a retry runs here, beside the token: decided
-    # before any GitHub request.
-    runner = checked_runner(config, bar.on_line, github=not queue, no_isolation=no_isolation)
+    if queue:  # only records the command: no GPU and no Modal token needed
+        from bot.runners import RecordOnlyRunner
+
+        runner = RecordOnlyRunner()
+    else:  # a retry runs now: the runner (and, locally, the sandbox beside the token) is settled before any GitHub request
+        from bot.cli_runner import build_runner
+
+        runner = build_runner(config, bar.on_line, git, github=True, no_isolation=no_isolation,
+                              state_dir=_ledger_dir(git.root, config))
     # No reconcile here: a `bot run` may be mid-experiment in another job; its PRs are its own.
     mode = github_mode(git, config, github_repo, False, writes_per_minute,
                        Ledger(_ledger_dir(git.root, config), config.metric), printer, reconcile=False)

@@ -65,3 +65,14 @@ class FinishedHandle:
 
     def cancel(self):
         pass
+
+
+class RecordOnlyRunner:
+    """For commands that only record requests (`bot command --queue`): no GPU, no Modal token, and
+    any attempt to train is a bug that says so instead of running somewhere unexpected."""
+
+    name = "none"
+    isolation = None
+
+    def submit(self, experiment):
+        raise RuntimeError("bot command --queue records requests only; `bot run` does the training")

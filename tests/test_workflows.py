@@ -1,0 +1,95 @@
+"""The shipped workflows' own `run:` lines with the shipped autoresearch.yaml (`runner: modal`),
+run by bash as an Actions runner would (env from the step, GITHUB_EVENT_PATH), against the
+loopback GitHub: no test-only variant with --local added."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+from conftest import git
+from test_github_commands import TRACKING, comment_event
+
+ROOT = Path(__file__).resolve().parent.parent
+WORKFLOWS = ROOT / ".github" / "workflows"
+
+
+def step(workflow, name):
+    jobs = yaml.safe_load((WORKFLOWS / workflow).read_text())["jobs"]
+    for job in jobs.values():
+        for candidate in job["steps"]:
+            if candidate.get("name") == name:
+                return candidate
+    raise AssertionError(f"{workflow} has no step named {name!r}")
+
+
+def actions_env(world, tmp_path, step_env):
+    """What the runner gives the step: its env block with expressions resolved the way an
+    unconfigured repository resolves them (no secrets → empty strings; inputs → their defaults)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODAL_", "AUTORESEARCH_"))}
+    env.update(world.env, HOME=str(tmp_path / "home"), GITHUB_WORKSPACE=str(world.work),
+               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    (tmp_path / "home").mkdir(exist_ok=True)
+    for name, value in (step_env or {}).items():
+        if "secrets." in str(value):
+            env[name] = ""  # a secret the repository has not set
+        elif "inputs." in str(value):
+            env[name] = str(value).split("'")[1]  # `${{ inputs.hours || '5' }}` on a schedule
+        elif name not in ("GITHUB_TOKEN",):
+            env[name] = str(value)
+    env["GITHUB_TOKEN"] = world.env["GITHUB_TOKEN"]  # the job's token (a loopback one here)
+    return env
+
+
+def use_shipped_settings(world):
+    shutil.copyfile(ROOT / "autoresearch.yaml", world.work / "autoresearch.yaml")
+    git(world.work, "commit", "-qam", "the shipped settings")
+
+
+def test_the_nightly_run_line_without_modal_secrets_fails_with_one_clear_line(github_world, tmp_path):
+    experiments = step("autoresearch.yml", "Experiments")
+    assert "--local" not in experiments["run"]  # the shipped night trains on Modal
+    use_shipped_settings(github_world)
+    before = len(github_world.server.requests)
+    started = time.monotonic()
+    done = subprocess.run(["bash", "-e", "-c", experiments["run"]], cwd=github_world.work, capture_output=True,
+                          text=True, timeout=120, env=actions_env(github_world, tmp_path, experiments.get("env")))
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "modal token new" in lines[0] and "MODAL_TOKEN_ID" in lines[0], done.stderr
+    assert "Traceback" not in done.stderr and elapsed < 30
+    assert len(github_world.server.requests) == before  # nothing written, nothing half-done
+    assert github_world.server.pulls == {}
+
+
+def test_the_install_step_of_the_night_needs_no_torch():
+    install = step("autoresearch.yml", "Install")["run"]
+    assert "torch" not in install and "[train]" not in install
+
+
+def test_the_comment_run_line_queues_a_retry_under_the_shipped_settings(github_world, tmp_path):
+    world = github_world
+    assert world.run(2).exit_code == 0  # a night's PRs, trained here (the toy settings)
+    server = world.server
+    discarded = [n for n, p in server.pulls.items() if p["head"].startswith(f"{TRACKING}-exp/")
+                 and "discarded" in server.issue_labels[n]]
+    assert discarded
+    use_shipped_settings(world)
+    server.permissions["writer"] = "write"
+    event = comment_event(world, discarded[0], "/autoresearch retry", "writer")
+    path = tmp_path / "event.json"
+    path.write_text(json.dumps(event))
+    record = step("commands.yml", "Record")
+    env = actions_env(world, tmp_path, record.get("env"))
+    env["GITHUB_EVENT_PATH"] = str(path)
+    done = subprocess.run(["bash", "-e", "-c", record["run"]], cwd=world.work, capture_output=True, text=True,
+                          timeout=120, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "queued: retry" in done.stdout
+    assert server.reactions[event["comment"]["id"]] == ["eyes"]
