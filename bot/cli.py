@@ -213,6 +213,10 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
             ledger, publisher = github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger,
                                              _printer(bar, config.metric), review_bound=review_bound,
                                              delete_closed_branches=delete_closed_branches) or (ledger, None)
+        if publisher:  # PRs, labels and merges are written while the next experiment trains
+            from bot.publish_queue import BackgroundPublisher
+
+            publisher = BackgroundPublisher(publisher)
         loop = ResearchLoop(config, git, runner, proposer,
                             ledger, events=_printer(bar, config.metric), publisher=publisher)
         click.echo(f"autoresearch-bot {__version__}: {git.root}, tag {config.tag}, budget {config.budget_seconds:g} s, "

@@ -167,8 +167,15 @@ class ResearchLoop:
             elif invalid >= self.config.max_consecutive_crashes:
                 stop = (f"stopped after {invalid} experiments in a row whose proposals were all refused; the "
                         f"last: {record['reason']}. Check program.md and the proposer's settings")
+        if self.publisher is not None and hasattr(self.publisher, "flush"):
+            self.publisher.flush()  # the last experiments' PRs, still being written in the background
         self.events("stop", reason=stop, experiments=done)
         return {"stop_reason": stop, "experiments": done, "best": reference}
+
+    def _pr_number(self, exp_id):
+        """A PR opened in the background while the experiment trained (None: not yet, or none)."""
+        number = getattr(self.publisher, "pr_number", None)
+        return number(exp_id) if number else None
 
     def _over_budget(self, records):
         """The stop reason when `max_usd` is spent, or would be by one more experiment like the last."""
@@ -265,7 +272,7 @@ class ResearchLoop:
         record = self.measured_row(exp_id, "experiment", commit, base, proposal.description,
                                     proposal.rationale, proposal.change, digest, result,
                                     decision.status, decision.reason, decision.evidence, branch, runs=runs)
-        record["pr"] = pr
+        record["pr"] = pr if pr is not None else self._pr_number(exp_id)
         record["proposal"] = asked.spent
         if asked.spent.get("repair_of") is not None:
             record["repair_of"] = asked.spent["repair_of"]
