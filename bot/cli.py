@@ -428,6 +428,10 @@ from bot import cli_github  # noqa: E402  (GitHub-mode commands, registered on `
 
 cli_github.register(cli)
 
+from bot.cli_init import init  # noqa: E402
+
+cli.add_command(init)
+
 
 def main():
     cli(prog_name="bot")

@@ -58,6 +58,7 @@ class Config:
     startup_seconds: float = None  # None: 150 s on a GPU machine, 10 s + budget/10 on a CPU
     max_file_bytes: int = 1_000_000  # largest proposed file
     allowed_calls: tuple = ()  # process/network/dynamic-import names proposals may newly use
+    readable: tuple = ()  # extra paths experiments may read (read-only), e.g. a fork's ~/.cache/autoresearch
 
     @property
     def effective_timeout(self):
@@ -80,7 +81,7 @@ _TYPES = {
     "decision_rule": str, "replicates": int, "noise_z": float, "min_delta": float,
     "max_samples": int, "max_consecutive_crashes": int, "max_usd": float, "seed": int,
     "metric_regex": str, "gate": str, "gate_timeout_seconds": float,
-    "isolation": str, "startup_seconds": float, "max_file_bytes": int, "allowed_calls": tuple,
+    "isolation": str, "startup_seconds": float, "max_file_bytes": int, "allowed_calls": tuple, "readable": tuple,
     "proposal_attempts": int, "budget_steps": int, "api_attempts": int, "api_max_wait_seconds": float, "api_timeout_seconds": float,
 }
 _CHOICES = {"runner": RUNNERS, "proposer": PROPOSERS, "direction": DIRECTIONS,

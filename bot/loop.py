@@ -14,6 +14,7 @@ from pathlib import Path
 from bot import __version__
 from bot.decide import CRASH, GATE_FAILED, KEEP
 from bot.errors import BotError, ProposalError, RepoError
+from bot.hints import crash_hint
 from bot.ledger import next_experiment_id
 from bot.proposal import is_editable
 from bot.proposing import ProposalSource
@@ -233,9 +234,11 @@ class ResearchLoop:
                 f"(full log: {record['log_path']}) and rerun `bot run`."
             )
         if status == CRASH:
+            hint = crash_hint(result.log_tail)  # a missing package or GPU is not train.py's fault
             raise BotError(
                 f"the baseline crashed: {result.reason}\n{result.log_tail[-1500:]}\n"
-                f"Fix train.py on {self.tracking} (full log: {record['log_path']}) and rerun `bot run`."
+                + (f"Cause: {hint} (full log: {record['log_path']})" if hint else
+                   f"Fix train.py on {self.tracking} (full log: {record['log_path']}) and rerun `bot run`.")
             )
         return record
 
@@ -314,7 +317,7 @@ class ResearchLoop:
                 log_path=str(logs / f"{log_name or f'{exp_id:04d}'}.log"), metric_regex=self.config.metric_regex,
                 gate=self.config.gate, gate_timeout_seconds=float(self.config.gate_timeout_seconds),
                 isolation=self._isolation(), startup_seconds=self.config.startup_seconds,
-                budget_steps=self.config.budget_steps)
+                budget_steps=self.config.budget_steps, readable=tuple(self.config.readable))
             handle = self.runner.submit(experiment)
             try:
                 result = None

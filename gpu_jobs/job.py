@@ -53,6 +53,7 @@ class JobSpec:
     # machine, so the train phase is then limited by timeout_seconds only (train.py counts them).
     budget_steps: int = None
     evaluator: str = "prepare.py"  # the harness file that materializes the data and evaluates
+    readable: tuple = ()  # without a harness: extra read-only paths (`~` = this machine's home), e.g. a fork's data
     secrets: tuple = None  # values to redact; None: derived from the environment
 
 
@@ -106,6 +107,12 @@ def run_job(spec, on_line=None, cancel_event=None, environ=None):
     return result
 
 
+def extra_readable(spec, home):
+    """The configured read-only paths that exist here, `~` expanded to `home`."""
+    paths = [os.path.join(home, p[2:]) if p.startswith("~/") else (home if p == "~" else p) for p in spec.readable]
+    return [p for p in paths if os.path.exists(p)]
+
+
 def _run_command(spec, runner, result):
     """No harness: the command's own output is the measurement."""
     if not run_gate(spec, runner, runner.env, result):
@@ -115,7 +122,7 @@ def _run_command(spec, runner, result):
         result["reason"] = "the gate changed the frozen harness: " + "; ".join(changed)
         return
     run = runner.run(command_argv(spec.command), cwd=spec.source_dir, writable=spec.source_dir,
-                     timeout=spec.timeout_seconds, env=dict(runner.env, AUTORESEARCH_PHASE="run"),
+                     readable=extra_readable(spec, runner.home), timeout=spec.timeout_seconds, env=dict(runner.env, AUTORESEARCH_PHASE="run"),
                      label=f"run: {spec.command}" if spec.gate else None, name=spec.command)
     result["timings"]["train_s"] = run["seconds"]
     if not run_outcome(spec, run, result, f"no result within the {spec.timeout_seconds:g} s timeout; "

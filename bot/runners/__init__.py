@@ -27,6 +27,7 @@ class Experiment:
     isolation: str = "auto"  # auto | sandbox | none (see gpu_jobs/sandbox.py)
     startup_seconds: float = None  # the train phase stops at budget + this (None: the job's default)
     budget_steps: int = None  # counted training steps instead of budget_seconds (then the limit is the timeout)
+    readable: tuple = ()  # extra read-only paths for the experiment (`~` is the machine's home)
 
 
 @dataclasses.dataclass(frozen=True)
