@@ -38,14 +38,19 @@ def _ignore_state_dir(root):
 class ProgressBar:
     """One self-rewriting line on a terminal; silent when output is not a terminal."""
 
-    def __init__(self, stream=None):
+    def __init__(self, stream=None, clock=None):
+        import time
+
         self.stream = stream or sys.stderr
         self.enabled = self.stream.isatty()
         self.label = ""
         self.lock = threading.Lock()
+        self.clock = clock or time.monotonic
+        self.started = self.clock()
 
     def start(self, label):
         self.label = label
+        self.started = self.clock()
         self.draw(0.0)
 
     def on_line(self, line):
@@ -58,8 +63,16 @@ class ProgressBar:
             return
         filled = int(round(fraction * 30))
         with self.lock:
-            self.stream.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {fraction:5.1%} {self.label[:50]}")
+            self.stream.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {fraction:5.1%}{self.remaining(fraction)} "
+                              f"{self.label[:50]}\033[K")
             self.stream.flush()
+
+    def remaining(self, fraction):
+        """' ~42 s left' from the pace so far (training only: start-up and evaluation come on top)."""
+        elapsed = self.clock() - self.started
+        if fraction < 0.02 or elapsed <= 0:
+            return ""
+        return f" ~{elapsed * (1 - fraction) / fraction:.0f} s left"
 
     def clear(self):
         if self.enabled:
@@ -71,7 +84,10 @@ class ProgressBar:
 def _printer(bar, metric):
     from bot.report import seconds_text
 
+    reproducing = {}  # the reproduce row being measured: its runs are numbered 1..N
+
     def on_event(kind, **facts):
+        bar.clear()  # a message never shares the progress bar's line
         if kind == "tracking-created":
             click.echo(f"Created tracking branch {facts['branch']} at {facts['commit'][:7]}")
         elif kind == "tracking-moved":
@@ -101,9 +117,14 @@ def _printer(bar, metric):
         elif kind == "proposal-stale":
             click.echo(f"  the prepared proposal ({facts['description']}) no longer applies to the new head; asking again")
         elif kind == "replicate-start":
-            click.echo(f"  run {facts['replicate'] + 1} of {facts['id']:04d} with seed {facts['seed']}")
+            if reproducing.get("id") == facts["id"]:
+                reproducing["done"] += 1
+                click.echo(f"  run {reproducing['done']} of {reproducing['runs']} with seed {facts['seed']}")
+            else:
+                click.echo(f"  run {facts['replicate'] + 1} of {facts['id']:04d} with seed {facts['seed']}")
             bar.start(f"replicate {facts['replicate'] + 1}")
         elif kind == "reproduce-start":
+            reproducing.update(id=facts["id"], runs=facts["runs"], done=0)
             click.echo(f"Reproducing {facts['of']:04d} ({facts['commit'][:7]}) with {facts['runs']} fresh seed(s) "
                        f"as {facts['id']:04d}")
         elif kind == "proposal-refused":

@@ -3,7 +3,7 @@ the progress plot, and the markdown report. Pure; bot/plot.py draws the PNG from
 `progress_points`.
 """
 
-from bot.replicates import sample_values, segment_sigma
+from bot.replicates import head_mean, head_values, sample_values, segment_sigma
 from bot.report import (current_segment, decision_sigma, fresh_text, isolation_line, row_usd, spending_line, spent_usd,
                         usd_text)
 
@@ -29,7 +29,8 @@ def report_stats(records, direction="minimize"):
     heads = [r for r in records if r.get("status") == "keep" and r.get("metric") is not None]
     head = heads[-1] if heads else None
     first = baselines[0] if baselines else None
-    cumulative = head["metric"] - first["metric"] if head and first else None
+    head_value = head_mean(head, records) if head else None  # pooled with `bot reproduce` runs, as decisions use it
+    cumulative = head_value - first["metric"] if head and first else None
     sigma = segment_sigma(current_segment(records))
     return {
         "experiments": len(experiments), "kept": len(kept),
@@ -39,7 +40,7 @@ def report_stats(records, direction="minimize"):
         "runs": sum(run_count(r) for r in records),
         "compute_s": sum(run_seconds(r) for r in records),
         "cost_usd": spent_usd(records),  # GPU time and proposals
-        "baseline": first, "head": head, "cumulative_delta": cumulative,
+        "baseline": first, "head": head, "head_value": head_value, "cumulative_delta": cumulative,
         "sigma": sigma, "sigma_df": getattr(sigma, "df", None), "direction": direction,
     }
 
@@ -94,8 +95,8 @@ def markdown_report(records, metric="val_bpb", direction="minimize", image=None)
     lines.append(f"- experiments: {stats['experiments']} ({stats['kept']} kept, {stats['discarded']} discarded, "
                  f"{stats['crashed']} crashed); keep rate {_fmt(stats['keep_rate'], '.0%')}")
     if head:
-        lines.append(f"- best (tracking head): {metric} {head['metric']:.6f} — {int(head['id']):04d} "
-                     f"{head.get('description') or ''} (mean of {len(sample_values(head))} run(s){fresh_text(head)})")
+        lines.append(f"- best (tracking head): {metric} {stats['head_value']:.6f} — {int(head['id']):04d} "
+                     f"{head.get('description') or ''} (mean of {len(head_values(head, records))} run(s){fresh_text(head)})")
     if first:
         lines.append(f"- first baseline: {first['metric']:.6f}; cumulative delta {_fmt(stats['cumulative_delta'], '+.6f')}")
     lines.append(f"- noise σ (one run, current segment, {stats['sigma_df']} df): {_fmt(stats['sigma'])}")

@@ -43,6 +43,12 @@ def head_values(reference, records):
     return values
 
 
+def head_mean(reference, records):
+    """The value the bot compares against: the mean of the head's own and reproduced runs."""
+    values = [v for v in head_values(reference, records) if v is not None]
+    return mean(values) if values else reference.get("metric")
+
+
 def segment_sigma(records):
     """One run's noise σ (a Sigma: value and degrees of freedom), pooled over every record in
     the segment measured with ≥ 2 seeds, weighted by runs (see bot.decide.pooled_sigma)."""

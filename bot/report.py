@@ -1,14 +1,14 @@
 """Text views of the ledger: the status table and the counts under it. Pure."""
 
+from bot.replicates import head_mean
+
 STATUS_ORDER = ("keep", "discard", "crash", "gate-failed")
 
 
-def best_record(records, direction="minimize"):
-    measured = [r for r in records if r.get("status") == "keep" and r.get("metric") is not None]
-    if not measured:
-        return None
-    pick = min if direction == "minimize" else max
-    return pick(measured, key=lambda r: r["metric"])
+def tracking_head(records):
+    """The last kept record with a value: where the tracking branch is."""
+    kept = [r for r in records if r.get("status") == "keep" and r.get("metric") is not None]
+    return kept[-1] if kept else None
 
 
 def _comparable(record):
@@ -91,15 +91,16 @@ def summary_line(records, metric="val_bpb", direction="minimize"):
     if counts["gate-failed"]:
         text += f", {counts['gate-failed']} failed the gate"
     segment = current_segment(records)
-    best = best_record(segment, direction)
+    best = tracking_head(segment)  # what the bot compares against: the head, with its reproduced runs
     baselines = [r for r in segment if r.get("kind") == "baseline" and r.get("metric") is not None]
     if best is not None:
-        text += f". Best {metric} {best['metric']:.6f} ({int(best['id']):04d}, {best['description']}{fresh_text(best)})"
+        value = head_mean(best, segment)
+        text += f". Best {metric} {value:.6f} ({int(best['id']):04d}, {best['description']}{fresh_text(best)})"
         if baselines and len(segment) == len(records):
-            gain = best["metric"] - baselines[0]["metric"]
+            gain = value - baselines[0]["metric"]
             text += f", {gain:+.6f} vs the first baseline"
         elif baselines:
-            gain = best["metric"] - baselines[0]["metric"]
+            gain = value - baselines[0]["metric"]
             text += (f", {gain:+.6f} vs baseline {int(baselines[0]['id']):04d}; rows before it were "
                      "measured under other settings or data and are not compared")
     return text

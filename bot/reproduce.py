@@ -23,6 +23,11 @@ def _find(records, exp_id):
     raise BotError(f"no experiment {int(exp_id):04d} in the ledger (ids: {ids}); see `bot status`")
 
 
+def _short(value):
+    text = f"{value:g}" if isinstance(value, float) else str(value)
+    return text if len(text) <= 24 else text[:21] + "…"
+
+
 def pooled_values(record, records):
     """The experiment's own runs and those of every earlier reproduce of it."""
     return head_values(record, records)
@@ -39,8 +44,11 @@ def reproduce(loop, exp_id, runs=2):
     if not same_segment(target, loop.key):
         stored = {k: v for k, v in (target.get("key") or {}).items() if k != "device"}
         differ = sorted(k for k in set(stored) | set(loop.key) if stored.get(k) != loop.key.get(k))
-        raise BotError(f"experiment {int(exp_id):04d} was measured under other settings ({', '.join(differ)} "
-                       "differ): its numbers cannot be pooled with new runs; rerun with the settings it used")
+        detail = "; ".join(f"{k}: {_short(stored.get(k))} then, {_short(loop.key.get(k))} now" for k in differ)
+        fix = (f" (e.g. `bot reproduce {int(exp_id)} --local --budget {stored['budget_seconds']:g}`)"
+               if "budget_seconds" in differ and isinstance(stored.get("budget_seconds"), (int, float)) else "")
+        raise BotError(f"experiment {int(exp_id):04d} was measured under other settings ({detail}): its numbers "
+                       f"cannot be pooled with new runs; rerun with the settings it used{fix}")
     return record_runs(loop, records, target, runs)
 
 
@@ -80,6 +88,8 @@ def record_runs(loop, records, target, runs):
                             f"reproduce of {int(exp_id):04d}", target.get("change"), None, result, REPRODUCED,
                             reason, evidence, target.get("branch"), runs=new_runs)
     row["of"] = int(exp_id)
+    if evidence["mean"] is not None:  # the row's value is the one its delta and verdict use
+        row["metric"], row["new_runs_mean"] = evidence["mean"], row.get("metric")
     loop.ledger.append(row)
     loop.events("result", record=row)
     return row

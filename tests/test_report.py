@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.report import best_record, isolation_line, seconds_text, spending_line, status_table, summary_line
+from bot.report import isolation_line, tracking_head, seconds_text, spending_line, status_table, summary_line
 
 SHA = "abcdef0123456789abcdef0123456789abcdef01"
 
@@ -57,19 +57,19 @@ def test_long_descriptions_are_cut():
 
 
 @pytest.mark.parametrize(
-    "records, direction, expected_id",
+    "records, expected_id",
     [
-        (LEDGER, "minimize", 12),
-        (LEDGER, "maximize", 0),
-        ([rec(1, "discard", 1.0), rec(2, "keep", 3.0)], "minimize", 2),  # discarded runs never count
-        ([rec(1, "crash", None), rec(2, "discard", 3.0)], "minimize", None),
-        ([], "minimize", None),
+        (LEDGER, 12),
+        ([rec(1, "discard", 1.0), rec(2, "keep", 3.0)], 2),  # discarded runs never count
+        ([rec(1, "keep", 3.0), rec(2, "keep", 3.5)], 2),  # where the branch is, not the smallest number
+        ([rec(1, "crash", None), rec(2, "discard", 3.0)], None),
+        ([], None),
     ],
-    ids=["minimize", "maximize", "only-kept", "nothing-kept", "empty"],
+    ids=["ledger", "only-kept", "last-keep", "nothing-kept", "empty"],
 )
-def test_best_record(records, direction, expected_id):
-    best = best_record(records, direction)
-    assert (best["id"] if best else None) == expected_id
+def test_tracking_head(records, expected_id):
+    head = tracking_head(records)
+    assert (head["id"] if head else None) == expected_id
 
 
 @pytest.mark.parametrize(

@@ -45,7 +45,7 @@ def test_reproducing_a_lucky_keep_pools_the_samples_and_says_it_no_longer_holds(
 @pytest.mark.parametrize(
     "exp_id, changed, message",
     [(7, {}, "no experiment 0007 in the ledger (ids: 0000, 0001)"),
-     (1, {"budget_seconds": 2}, "budget_seconds differ")],
+     (1, {"budget_seconds": 2}, "budget_seconds: 1 then, 2 now): its numbers cannot be pooled with new runs; rerun with the settings it used (e.g. `bot reproduce 1 --local --budget 1`)")],
     ids=["unknown-id", "other-settings"],
 )
 def test_reproduce_refusals(toy_repo, exp_id, changed, message):
