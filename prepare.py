@@ -275,7 +275,7 @@ def load_corpus():
         if path not in _CORPORA:
             meta_path = Path(path).with_name("meta.json")
             meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-            _CORPORA[path] = Corpus(np.fromfile(path, dtype=np.uint8), None, meta.get("source", data_spec()),
+            _CORPORA[path] = Corpus(_token_file(path), None, meta.get("source", data_spec()),
                                     meta.get("fingerprint", ""))
         return _CORPORA[path]
     spec = data_spec()
@@ -317,9 +317,27 @@ def materialize(out_dir):
     return meta
 
 
+def _token_file(path):
+    """A materialized split, mapped rather than read: pages come in as batches touch them, so a
+    process starts without reading (or parsing) the corpus. Copy-on-write: the array is writable for
+    torch.from_numpy, and nothing reaches the file (which may be a read-only mount in the sandbox)."""
+    if os.path.getsize(path) == 0:
+        return np.zeros(0, dtype=np.uint8)  # mmap cannot map an empty file
+    return np.memmap(path, dtype=np.uint8, mode="c")
+
+
 def _load_val(data_dir):
     meta = json.loads((Path(data_dir) / "meta.json").read_text())
-    return np.fromfile(Path(data_dir) / "val.bin", dtype=np.uint8), meta
+    return _token_file(Path(data_dir) / "val.bin"), meta
+
+
+def _to_device(t, device):
+    """A host tensor on `device`. On CUDA through pinned memory without blocking: a copy from pageable
+    memory waits for every kernel queued before it, so the CPU could not prepare the next batch while
+    the GPU works. (The caching host allocator keeps a pinned block until its copy has finished.)"""
+    if torch.device(device).type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
 
 
 # ---------------------------------------------------------------------------
@@ -338,12 +356,12 @@ def make_dataloader(split, batch_size, seq_len, device):
     if len(data) < seq_len + 1:
         raise ValueError(f"the {split} split has {len(data)} bytes, fewer than one sequence of {seq_len + 1}; "
                          "use a shorter seq_len or more data")
-    tokens = torch.from_numpy(data).to(device)  # the whole split on the device: 1 byte per token
+    tokens = torch.from_numpy(data).to(device)  # the split on the GPU (1 byte per token); on CPU the mapped file
     generator = torch.Generator().manual_seed(run_seed() * 2 + (split == "val"))
     span = torch.arange(seq_len + 1, device=device)
     n_starts = len(data) - seq_len
     while True:
-        starts = torch.randint(n_starts, (batch_size, 1), generator=generator).to(device)
+        starts = _to_device(torch.randint(n_starts, (batch_size, 1), generator=generator), device)
         rows = tokens[starts + span].long()
         yield rows[:, :-1].contiguous(), rows[:, 1:].contiguous()
 
@@ -595,36 +613,39 @@ def score_bpb(forward, val, batch_size, device):
     donors = rows[torch.from_numpy(rng.permutation(n_seq)), :T]
     positions = torch.arange(T)
     low_precision = torch.is_autocast_enabled(device.type)
-    nats, worst, broken, nonfinite = 0.0, 0.0, 0, False
+    # Sums stay on the device and are read once at the end: a read per batch would make the CPU wait
+    # for the GPU before it builds the next batch. Every batch has the same shape, strides and grad
+    # mode, so a compiled forward compiles once.
+    zero = torch.zeros((), dtype=torch.float64, device=device)
+    nats, worst, broken, finite = zero.clone(), zero.clone(), zero.clone(), torch.ones((), dtype=torch.bool,
+                                                                                          device=device)
     for i in range(0, n_seq, batch_size):
         index = order[i:i + batch_size]
         n = len(index)
         if n < batch_size:  # pad with other rows (not scored) to keep the traced shape
             index = torch.cat([index, order[:batch_size - n]])
-        x, y, cut = rows[index, :T], rows[index, 1:], cuts[index]
+        x, y, cut = rows[index, :T].contiguous(), rows[index, 1:].contiguous(), cuts[index]
         after = positions[None, :] >= cut[:, None]
         changed = torch.where(after, donors[index], x)
         same = changed.gather(1, cut[:, None]) == x.gather(1, cut[:, None])  # the first changed token must differ
         changed.scatter_(1, cut[:, None], torch.where(same, (x.gather(1, cut[:, None]) + 1) % VOCAB_SIZE,
                                                       changed.gather(1, cut[:, None])))
         batches = [x, changed] if rng.random() < 0.5 else [changed, x]
-        outs = {id(b): forward(b.to(device)).float() for b in batches}
+        outs = {id(b): forward(_to_device(b, device)).float() for b in batches}
         logits, probe = outs[id(x)], outs[id(changed)]
-        if not (torch.isfinite(logits).all() and torch.isfinite(probe).all()):
-            nonfinite = True
-            break
+        finite &= torch.isfinite(logits).all() & torch.isfinite(probe).all()
         # Compared as log-probabilities, which is what is scored: an offset that softmax ignores
         # can neither hide a leak nor widen the tolerance.
         logp, probe_logp = F.log_softmax(logits, -1), F.log_softmax(probe, -1)
-        nll = F.cross_entropy(logits[:n].double().reshape(-1, VOCAB_SIZE), y[:n].to(device).reshape(-1),
-                              reduction="sum")
-        nats += nll.item()
-        before = (~after).to(device)[:, :, None]
+        nats += F.cross_entropy(logits[:n].double().reshape(-1, VOCAB_SIZE),
+                                _to_device(y[:n], device).reshape(-1), reduction="sum")
+        before = _to_device(~after, device)[:, :, None]
         diff = ((logp - probe_logp).abs() * before).amax(dim=(1, 2))[:n]
-        broken += int((diff > (2e-2 if low_precision else 1e-4)).sum().item())
-        worst = max(worst, diff.max().item())
-    val_bpb = math.nan if nonfinite else nats / (math.log(2) * n_seq * T)  # byte-level: a token is a byte
-    worst = math.nan if nonfinite else worst
+        broken += (diff > (2e-2 if low_precision else 1e-4)).sum()
+        worst = torch.maximum(worst, diff.max().double())
+    nonfinite = not finite.item()
+    val_bpb = math.nan if nonfinite else nats.item() / (math.log(2) * n_seq * T)  # byte-level: a token is a byte
+    worst, broken = (math.nan if nonfinite else worst.item()), int(broken.item())
     return {"val_bpb": val_bpb if math.isfinite(val_bpb) else None, "causal": broken == 0 and math.isfinite(worst),
             "causal_rows_failed": broken, "causal_rows_checked": n_seq,
             "causal_max_diff": worst if math.isfinite(worst) else None, "eval_tokens": n_seq * T}
@@ -656,7 +677,10 @@ def evaluate_bpb(model, batch_size):
             print(f"handed the model to the harness: {handoff_path()}", file=sys.stderr, flush=True)
             return math.nan
         t0 = time.time()
-        result = score_bpb(lambda b: _check_logits(model(b), tuple(b.shape)), load_corpus().val, batch_size, device)
+        # Scored eagerly, as the eval phase scores the graph: torch.compile's wrapper would compile
+        # again here (no_grad is a new graph), which costs more on a GPU than the eager forward passes.
+        module = getattr(model, "_orig_mod", model)
+        result = score_bpb(lambda b: _check_logits(module(b), tuple(b.shape)), load_corpus().val, batch_size, device)
     finally:
         model.train(was_training)
     refusal = _refusal(result)

@@ -247,6 +247,7 @@ def get_lr_multiplier(progress):
 # The first steps are not counted: on CUDA they include torch.compile (10 steps, as in
 # autoresearch); on CPU the first step pays one-time allocation and thread start-up.
 uncounted_steps = 10 if on_cuda else 1
+compile_time = 0.0  # the first step on CUDA: torch.compile builds the forward and backward graphs
 training_time = 0.0
 smooth_loss = 0.0
 last_print = 0.0
@@ -277,6 +278,8 @@ while True:
     dt = time.time() - t0
     if step >= uncounted_steps:
         training_time += dt
+    elif step == 0 and on_cuda:
+        compile_time = dt
 
     smooth_loss = 0.9 * smooth_loss + 0.1 * train_loss  # EMA of the loss, debiased below
     done = step >= uncounted_steps and (counted + 1 >= STEP_BUDGET if STEP_BUDGET else training_time >= TIME_BUDGET)
@@ -308,6 +311,7 @@ else:
 print("---")
 print(f"val_bpb:          {val_bpb:.6f}")
 print(f"training_seconds: {training_time:.1f}")
+print(f"compile_seconds:  {compile_time:.1f}")
 print(f"total_seconds:    {time.time() - t_start:.1f}")
 print(f"peak_vram_mb:     {peak_vram_mb:.1f}")
 print(f"mfu_percent:      {mfu:.2f}")

@@ -13,6 +13,7 @@ import math
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 
 from gpu_jobs.steps import (HANDOFF, MAX_GRAPH_BYTES, PRINTED_TOLERANCE, command_argv, eval_timeout, has_gpu,
@@ -133,12 +134,23 @@ def run_two_phases(spec, runner, work, result):
         if problem:
             result["reason"] = problem
             return
+        _handover_timings(result["timings"], run, evaluation)
         evaluation.send("go\n")
         scored = evaluation.wait(eval_timeout(spec))
     finally:
         evaluation.send("stop\n")
         evaluation.kill()
     _collect(spec, result, scored, read_json(dirs["out"] / "result.json"), run)
+
+
+def _handover_timings(timings, run, evaluation):
+    """From the last training step (its line, read here) to the graph in the job's hands: tracing,
+    writing it, the summary, the process's exit. And how long the waiting evaluation took to load,
+    which the training hid."""
+    if run.get("last_step") is not None:
+        timings["handover_s"] = round(time.monotonic() - run["last_step"], 3)
+    if evaluation.ready is not None:
+        timings["eval_startup_s"] = round(evaluation.ready - evaluation.started, 3)
 
 
 def _collect(spec, result, scored, measured, run):

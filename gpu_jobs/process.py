@@ -76,7 +76,7 @@ class Supervised:
     def __init__(self, argv, *, cwd, env, on_line=None, log=None, label=None, redact=None, stdin_pipe=False):
         self.started = time.monotonic()
         self.tail = collections.deque(maxlen=TAIL_LINES)
-        self.first_step = None
+        self.first_step = self.last_step = self.ready = None  # when those lines were read (the job's clock)
         self.lines = self.dropped_log_bytes = 0
         self.redact = redact or (lambda text: text)
         self.on_line, self.log = on_line, log
@@ -105,8 +105,11 @@ class Supervised:
                     self.log.flush()
                 else:
                     self.dropped_log_bytes += len(line) + 1
-            if self.first_step is None and line.startswith("step"):
-                self.first_step = time.monotonic()
+            if line.startswith("step"):  # a training step ended: start-up before the first, hand-over after the last
+                self.last_step = time.monotonic()
+                self.first_step = self.first_step or self.last_step
+            elif self.ready is None and line == "ready":  # the evaluation has loaded and waits
+                self.ready = time.monotonic()
             if self.on_line:
                 self.on_line(line)
 
@@ -170,15 +173,16 @@ class Supervised:
             self.log.write(f"[log capped at {MAX_LOG_BYTES} bytes: {self.dropped_log_bytes} more bytes of output "
                            "were read and dropped]\n")
             self.log.flush()
-        outcome.update(tail=list(self.tail), first_step=self.first_step, started=self.started,
-                       seconds=round(time.monotonic() - begun, 3), lines=self.lines)
+        outcome.update(tail=list(self.tail), first_step=self.first_step, last_step=self.last_step, ready=self.ready,
+                       started=self.started, seconds=round(time.monotonic() - begun, 3), lines=self.lines)
         return outcome
 
 
 def failed_outcome(error):
     """The outcome of a command that never started (`error` says why)."""
     return {"returncode": None, "timed_out": False, "cancelled": False, "disk_full": False, "error": error,
-            "tail": [], "first_step": None, "started": time.monotonic(), "seconds": 0.0, "lines": 0}
+            "tail": [], "first_step": None, "last_step": None, "ready": None, "started": time.monotonic(),
+            "seconds": 0.0, "lines": 0}
 
 
 def run_process(argv, *, cwd, env, timeout, cancel_event=None, on_line=None, log=None, label=None, redact=None,

@@ -164,6 +164,7 @@ def run_outcome(spec, run, result, limit_reason):
         result["summary"] = summary
         if summary:
             result["timings"]["training_s"] = summary.get("training_seconds")
+            _split_compile(result["timings"], summary.get("compile_seconds"))
             result["peak_memory_mb"] = float(summary.get("peak_vram_mb") or 0.0)
             result["device"] = summary.get("device")
         if run["returncode"] == 0:
@@ -171,6 +172,16 @@ def run_outcome(spec, run, result, limit_reason):
         failure = next((line for line in reversed(run["tail"]) if line.strip()), "no output")
         result["reason"] = f"exited with code {run['returncode']}: {failure[:300]}"
     return False
+
+
+def _split_compile(timings, compiled):
+    """startup_s is measured here up to the first step line, which a GPU prints after compiling: when
+    train.py reports its compile time (`compile_seconds`), that part moves to compile_s."""
+    startup = timings.get("startup_s")
+    if isinstance(compiled, (int, float)) and not isinstance(compiled, bool) and 0 <= compiled:
+        timings["compile_s"] = round(float(compiled), 3)
+        if startup is not None:
+            timings["startup_s"] = round(max(0.0, startup - compiled), 3)
 
 
 def take_handoff(path, dest, max_bytes=MAX_GRAPH_BYTES):

@@ -518,3 +518,37 @@ def test_the_start_up_allowance(monkeypatch, gpu, budget, setting, expected):
     monkeypatch.setattr(steps, "has_gpu", lambda: gpu)
     spec = JobSpec(source_dir="src", budget_seconds=budget, startup_seconds=setting)
     assert steps.startup_allowance(spec) == expected
+
+
+# ---- timings of the duty cycle (issue #10) ------------------------------------------------------
+
+
+def test_compile_time_train_py_reports_is_taken_out_of_startup(tmp_path):
+    body = """\
+    time.sleep(0.8)  # imports, data, model: start-up; then the first step, which compiles on a GPU
+    print("step 00000 (50.0%) | loss: 3.9", flush=True)
+    print("step 00001 (100.0%) | loss: 3.7", flush=True)
+    print("---")
+    print("val_bpb:          3.5")
+    print("training_seconds: 1.0")
+    print("compile_seconds:  0.5")
+    """
+    result = run_job(make_job(tmp_path, body, printed=None))
+    timings = result["timings"]
+    assert result["status"] == "ok", result["reason"]
+    assert timings["compile_s"] == 0.5 and timings["training_s"] == 1.0
+    assert 0.3 <= timings["startup_s"] < timings["total_s"] - 0.5  # the first step line came after >= 0.8 s
+
+
+def test_handover_and_the_hidden_eval_startup_are_measured(tmp_path, split_cache):
+    slow_handover = ("import time\n_hand = prepare.evaluate_bpb\n"
+                     "prepare.evaluate_bpb = lambda m, b: (time.sleep(0.7), _hand(m, b))[1]")
+    result = harness_job(tmp_path, split_cache, before=slow_handover)
+    timings = result["timings"]
+    assert result["status"] == "ok", result["reason"]
+    # from the last step line to the graph in the job's hands: the sleep, tracing, writing, exiting
+    assert 0.7 <= timings["handover_s"] < timings["train_s"]
+    assert 0 < timings["eval_startup_s"] and 0 < timings["eval_s"] < timings["total_s"]
+    assert "compile_s" not in timings  # this train.py does not report one
+    assert set(timings) >= {"startup_s", "training_s", "train_s", "handover_s", "eval_startup_s", "eval_s",
+                            "eval_load_s", "total_s"}
