@@ -433,6 +433,12 @@ def report(out, no_plot, tag, repo, config_path):
     folder = Path(out) if out else ledger.directory
     folder.mkdir(parents=True, exist_ok=True)
     image = None
+    import importlib.util
+
+    if not no_plot and importlib.util.find_spec("matplotlib") is None:  # the markdown needs no extra
+        click.echo("note: progress.png needs matplotlib (pip install 'autoresearch-bot[report]'); "
+                   "writing report.md only", err=True)
+        no_plot = True
     if not no_plot:
         from bot.plot import write_progress_png
 

@@ -90,6 +90,9 @@ def summary_line(records, metric="val_bpb", direction="minimize"):
             f"{counts['crash']} crashed")
     if counts["gate-failed"]:
         text += f", {counts['gate-failed']} failed the gate"
+    broken = sum(1 for r in records if r.get("kind") == "baseline" and r.get("status") in ("crash", "gate-failed"))
+    if broken:  # not experiments, but a newcomer's first rows: "0 crashed" beside them would mislead
+        text += f"; {broken} baseline(s) crashed"
     segment = current_segment(records)
     best = tracking_head(segment)  # what the bot compares against: the head, with its reproduced runs
     baselines = [r for r in segment if r.get("kind") == "baseline" and r.get("metric") is not None]

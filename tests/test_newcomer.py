@@ -227,3 +227,52 @@ def test_no_commits_names_the_configured_files(tmp_path):
     result = bot(repo, "run", "--local", "--iterations", "1")
     assert result.exit_code == 1 and "commit model.py, score.py first" in result.output
     assert "train.py" not in result.output
+
+
+def test_status_counts_crashed_baselines():
+    from bot.report import summary_line
+
+    records = [{"id": 0, "kind": "baseline", "status": "crash", "metric": None, "description": "baseline"},
+               {"id": 1, "kind": "baseline", "status": "crash", "metric": None, "description": "baseline"}]
+    assert summary_line(records) == "0 experiment(s): 0 kept, 0 discarded, 0 crashed; 2 baseline(s) crashed"
+
+
+def test_bot_report_without_matplotlib_writes_the_markdown(tmp_path, monkeypatch):
+    import importlib.util
+
+    from click.testing import CliRunner
+
+    from bot.cli import cli
+    from bot.ledger import Ledger
+
+    repo = make_repo(tmp_path / "r", {"train.py": "X = 1\n"})
+    Ledger(repo / ".autoresearch" / "default").append(
+        {"id": 0, "kind": "baseline", "status": "keep", "metric": 3.5, "commit": "a" * 40, "description": "baseline",
+         "replicates": [{"seed": 1, "status": "ok", "metric": 3.5, "total_s": 1.0}]})
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else real(name, *a))
+    result = CliRunner().invoke(cli, ["report", "--repo", str(repo)])
+    assert result.exit_code == 0, result.output
+    assert "needs matplotlib" in result.output and (repo / ".autoresearch" / "default" / "report.md").is_file()
+    assert not (repo / ".autoresearch" / "default" / "progress.png").exists()
+
+
+def test_the_progress_bar_shows_time_left_and_messages_get_their_own_line():
+    import io
+
+    from bot.cli import ProgressBar, _printer
+
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    now = [100.0]
+    stream = Terminal()
+    bar = ProgressBar(stream, clock=lambda: now[0])
+    bar.start("LR 0.04 -> 0.06")
+    now[0] += 30
+    bar.on_line("step 00010 (25.0%) | loss: 3.2")
+    assert "~90 s left" in stream.getvalue().rsplit("\r", 1)[-1]
+    on_event = _printer(bar, "val_bpb")
+    on_event("warning", message="something")
+    assert stream.getvalue().endswith("\r" + " " * 100 + "\r")  # cleared before the message is written
