@@ -123,6 +123,9 @@ def _printer(bar, metric):
             else:
                 click.echo(f"  run {facts['replicate'] + 1} of {facts['id']:04d} with seed {facts['seed']}")
             bar.start(f"replicate {facts['replicate'] + 1}")
+        elif kind == "run-reused":
+            click.echo(f"  run {facts['replicate'] + 1} of {facts['id']:04d}: taken from before the last stop "
+                       f"(seed {facts['seed']}, same files and settings)")
         elif kind == "reproduce-start":
             reproducing.update(id=facts["id"], runs=facts["runs"], done=0)
             click.echo(f"Reproducing {facts['of']:04d} ({facts['commit'][:7]}) with {facts['runs']} fresh seed(s) "

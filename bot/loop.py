@@ -6,6 +6,7 @@ Order of writes for one experiment: experiment commit and branch, run, ledger ro
 tracking branch. A kill between the last two is finished on the next start (`_reconcile`).
 """
 
+import dataclasses
 import hashlib
 import shutil
 import time
@@ -20,6 +21,7 @@ from bot.proposal import is_editable
 from bot.proposing import ProposalSource
 from bot.replicates import head_values, judge, measure, segment_sigma
 from bot.report import spent_usd
+from bot.runcache import RunCache
 from bot.rows import STATUS_INVALID, comparability_key, experiment_row, invalid_row, same_segment
 from bot import scratch
 from bot.runners import Experiment
@@ -42,6 +44,7 @@ class ResearchLoop:
         self.tracking = config.branches["tracking"]
         self.exp_prefix = config.branches["experiment"]
         self._source = None
+        self.runs = RunCache(self.state_dir / "unrecorded-runs.jsonl")  # finished runs survive a kill
 
     @property
     def source(self):
@@ -297,9 +300,16 @@ class ResearchLoop:
     # ---- one run --------------------------------------------------------------------------
 
     def _evaluate_seed(self, exp_id, commit, seed, replicate):
+        tree = self.git.git("rev-parse", f"{commit}^{{tree}}")
+        earlier = self.runs.take(tree, self.key, replicate)
+        if earlier is not None:  # finished before a kill: the same files, under the same key
+            self.events("run-reused", id=exp_id, replicate=replicate, seed=earlier[0])
+            return dataclasses.replace(earlier[1], seed=earlier[0])
         if replicate:
             self.events("replicate-start", id=exp_id, replicate=replicate, seed=seed)
-        return self._evaluate(exp_id, commit, seed, f"{exp_id:04d}-r{replicate}" if replicate else None)
+        result = self._evaluate(exp_id, commit, seed, f"{exp_id:04d}-r{replicate}" if replicate else None)
+        self.runs.put(tree, self.key, replicate, seed, result)
+        return result
 
     def _evaluate(self, exp_id, commit, seed=None, log_name=None):
         logs = self.state_dir / "logs"
@@ -337,6 +347,7 @@ class ResearchLoop:
 
     def measured_row(self, exp_id, kind, commit, parent, description, rationale, change, digest,
              result, status, reason, evidence, branch=None, runs=None):
+        self.runs.clear(self.git.git("rev-parse", f"{commit}^{{tree}}"))  # its row is written next
         return experiment_row(exp_id, kind, commit, parent, description, rationale, change, digest, result,
                               status, reason, evidence, branch, runs, config=self.config, key=self.key,
                               runner=self.runner.name, logs=self.state_dir / "logs")

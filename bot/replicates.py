@@ -61,6 +61,7 @@ def params_from(config):
 
 
 def run_entry(seed, result):
+    seed = seed if getattr(result, "seed", None) is None else result.seed  # a run taken back keeps its own
     return {"seed": int(seed), "status": result.status,
             "metric": result.metric if result.status == "ok" and _finite(result.metric) else None,
             "total_s": (result.timings or {}).get("total_s")}

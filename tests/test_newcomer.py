@@ -276,3 +276,44 @@ def test_the_progress_bar_shows_time_left_and_messages_get_their_own_line():
     on_event = _printer(bar, "val_bpb")
     on_event("warning", message="something")
     assert stream.getvalue().endswith("\r" + " " * 100 + "\r")  # cleared before the message is written
+
+
+def test_finished_confirmation_runs_survive_a_kill(toy_repo):
+    """Killed during experiment 1's second run: the next start takes its first run back (the same
+    change proposed again on the same head) instead of training it again."""
+    from bot.loop import Interrupted
+    from conftest import LoopRun, ScriptedRunner
+
+    class KilledAt(ScriptedRunner):
+        def __init__(self, metrics, kill_at):
+            super().__init__(metrics)
+            self.kill_at = kill_at
+
+        def submit(self, experiment):
+            if len(self.seeds) == self.kill_at:
+                return Killed()
+            return super().submit(experiment)
+
+    class Killed:  # the stop arrives while the run trains
+        def result(self, timeout=None):
+            raise KeyboardInterrupt
+
+        def cancel(self):
+            pass
+
+    repo = toy_repo()
+    run = LoopRun(repo, decision_rule="noise-aware", replicates=3, max_samples=3)
+    # baseline 3.50, 3.52, 3.48; the experiment's first run 3.45 is promising, so it is confirmed
+    first = KilledAt([3.50, 3.52, 3.48, 3.45], kill_at=4)
+    with pytest.raises(Interrupted):
+        run.run(iterations=1, runner=first)
+    assert [r["kind"] for r in run.records()] == ["baseline"]
+    again = ScriptedRunner([3.44, 3.46, 3.45])
+    run.run(iterations=1, runner=again)
+    record = run.records()[-1]
+    assert record["kind"] == "experiment"
+    seeds = [r["seed"] for r in record["replicates"]]
+    assert seeds[0] == first.seeds[3] and seeds[1:] == again.seeds[:len(seeds) - 1]  # run 1 taken back, not rerun
+    assert [r["metric"] for r in record["replicates"]][0] == 3.45
+    assert ("run-reused" in run.kinds())
+    assert not (repo / ".autoresearch" / "default" / "unrecorded-runs.jsonl").exists()  # the row cleared it

@@ -46,6 +46,7 @@ class RunResult:
     flags: tuple = ()
     harness_result: dict = None
     isolation: str = None  # what the run actually had: bwrap | none
+    seed: int = None  # set when the run was taken back from an earlier, killed bot (bot/runcache.py)
 
     @classmethod
     def from_job(cls, data, cost_usd=0.0):
