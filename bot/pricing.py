@@ -73,3 +73,41 @@ def cost_usd(model, tokens):
     usd = (tokens.get("input", 0) * price.input + tokens.get("cache_write", 0) * price.cache_write
            + tokens.get("cache_read", 0) * price.cache_read + tokens.get("output", 0) * price.output) / 1e6
     return round(usd, 6), known
+
+
+# ---------------------------------------------------------------------------
+# GPU seconds on Modal
+# ---------------------------------------------------------------------------
+
+# Dollars per second for one GPU, Modal's published per-second prices (modal.com/pricing, "GPU
+# Tasks"). Not read from that page here: transcribed from public copies of it, one dated
+# 2026-10-04 that checked A10/L40S/A100-80GB/H100 against the live page, the others agreeing to the
+# digit (read 2026-11). Modal bills the container's CPU and memory on top (cents per hour at the
+# defaults) and multiplies some regions and non-preemptible runs; neither is counted here.
+GPU_PRICES = {
+    "B200": 0.001736,
+    "H200": 0.001261,
+    "H100": 0.001097,
+    "RTX-PRO-6000": 0.000842,
+    "A100-80GB": 0.000694,
+    "A100-40GB": 0.000583,
+    "L40S": 0.000542,
+    "A10": 0.000306,
+    "L4": 0.000222,
+    "T4": 0.000164,
+}
+# Modal's other spellings: plain "A100" is the 40 GB card; "B200+" may run on a B300 at B200 prices.
+_GPU_ALIASES = {"A100": "A100-40GB", "A10G": "A10", "B200+": "B200"}
+
+
+def gpu_price_per_second(gpu):
+    """(dollars per second, known) for a Modal GPU setting such as "H100!", "a100-80gb" or "H100:2".
+    The "!" (no automatic upgrade) does not change the price; ":N" multiplies it. A type missing from
+    the table is priced at the dearest row, with known=False, so `max_usd` still holds."""
+    name, _, count = str(gpu or "").strip().upper().partition(":")
+    name = name.rstrip("!")
+    name = _GPU_ALIASES.get(name, name)
+    number = int(count) if count.isdigit() and int(count) > 0 else 1
+    if name in GPU_PRICES:
+        return round(GPU_PRICES[name] * number, 9), True
+    return round(max(GPU_PRICES.values()) * number, 9), False
