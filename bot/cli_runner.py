@@ -36,9 +36,17 @@ def build_runner(config, on_line, git, github=False, no_isolation=False, warn=No
     if not modal_token_present():
         raise BotError(NO_TOKEN)
     try:
-        from bot.runners.modal import connect
-    except ImportError as exc:  # the modal package is a core dependency; a broken install says so
-        raise BotError(f"the Modal runner needs the modal package ({exc}): pip install 'modal>=1.0', "
+        from bot.runners.modal import modal_runner
+    except ImportError as exc:  # modal is a core dependency; a broken install says so
+        raise BotError(f"the Modal runner needs the modal package ({exc}): pip install 'modal>=1.6', "
                        "or pass --local") from None
-    return connect(config, on_line=on_line, state_dir=state_dir or git.root / ".autoresearch" / config.tag,
-                   warn=warn)
+    head = git.branch_sha(config.branches["tracking"]) or git.resolve("HEAD")
+    harness = {path: git.read_file(head, path) for path in config.harness} if head else {}
+    runner = modal_runner(config, {path: text.encode("utf-8") for path, text in harness.items() if text is not None},
+                          on_line=on_line, state_path=Path(state_dir or git.root / ".autoresearch" / config.tag)
+                          / "modal-calls.json", isolation="none" if no_isolation else config.isolation)
+    if runner.isolation != "bwrap" and warn:
+        warn("warning: bubblewrap cannot start in Modal's containers, so each experiment trains in a container of "
+             "its own, unsandboxed: the training and the evaluation share it, so the metric is only as safe as "
+             "trust mode (every ledger row records isolation: container)")
+    return runner

@@ -65,14 +65,14 @@ direction: minimize
 budget_seconds: {budget}          # its prepare.py fixes TIME_BUDGET = {budget}; --budget cannot change it
 timeout_seconds: {timeout}         # the budget + compile and evaluation; a run past this is killed
 readable: ["{AR_CACHE}"]    # its data and tokenizer (`prepare.py` downloads them once), read-only
-runner: {"modal" if cuda_only else "local"}{" " * (18 - len("modal" if cuda_only else "local"))}# {"its train.py needs a CUDA GPU: Modal, or --local on a GPU machine" if cuda_only else "this machine"}
+runner: local                # this machine{": its train.py needs an NVIDIA GPU" if cuda_only else ""} (its data in ~ cannot reach Modal yet)
 proposer: offline            # anthropic: Claude proposes (needs ANTHROPIC_API_KEY)
 """
     install = "pip install " + " ".join(packages) if packages else "pip install -r requirements of the fork"
     steps = [f"{install}   # the fork's packages, into the bot's Python",
              ("uv run prepare.py" if has_uv_lock else "python prepare.py")
              + f"   # once: downloads the data and trains the tokenizer into {AR_CACHE}",
-             "bot run --iterations 1" + ("   # on Modal; on your own NVIDIA GPU: bot run --local" if cuda_only else "")]
+             "bot run --iterations 1" + ("   # on a machine with an NVIDIA GPU" if cuda_only else "")]
     return Layout("autoresearch fork", text, tuple(steps))
 
 

@@ -148,7 +148,8 @@ def spending_line(records):
         if not gpu:
             return None
         billed = sum(float((r.get("timings") or {}).get("billed_s") or 0.0) for r in records)
-        return f"GPU ${gpu:.4f} ({billed / 60:.1f} min billed); proposals free (offline); total ${gpu:.4f}"
+        minutes = f" ({billed / 60:.1f} min billed)" if billed else ""
+        return f"GPU ${gpu:.4f}{minutes}; proposals free (offline); total ${gpu:.4f}"
     tokens = {k: sum(int((p.get("tokens") or {}).get(k) or 0) for p in asked)
               for k in ("input", "cache_write", "cache_read", "output")}
     usd = sum(float(p.get("usd") or 0.0) for p in asked)

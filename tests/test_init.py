@@ -79,7 +79,7 @@ def fork_files(train, budget=300):
     ({"train.py": (ROOT / "train.py").read_text(), "prepare.py": (ROOT / "prepare.py").read_text()},
      "autoresearch-bot", {"harness": ("prepare.py",), "runner": "modal", "budget_seconds": 300.0}),
     (fork_files(FORK_TRAIN_CUDA), "autoresearch fork",
-     {"harness": (), "budget_seconds": 300.0, "timeout_seconds": 600.0, "runner": "modal",
+     {"harness": (), "budget_seconds": 300.0, "timeout_seconds": 600.0, "runner": "local",
       "readable": ("~/.cache/autoresearch",), "editable": ("train.py",)}),
     (fork_files(FORK_TRAIN_CPU, budget=2), "autoresearch fork",
      {"harness": (), "budget_seconds": 2.0, "timeout_seconds": 302.0, "runner": "local"}),

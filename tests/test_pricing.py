@@ -64,4 +64,5 @@ def test_spending_line():
     line = spending_line(ROWS)
     assert line.startswith("proposals: 3 by claude-sonnet-5-5; tokens 300 input, 2,000 cached read, 3,000 cache write, 110 output")
     assert "$0.0300; GPU $1.5000; total $1.5300" in line and "1 proposed offline while the API was unavailable" in line
-    assert spending_line([r for r in ROWS if r["id"] in (0, 3)]) is None  # no model asked: nothing to say
+    assert spending_line([r for r in ROWS if r["id"] in (0, 3)]) == "GPU $1.0000; proposals free (offline); total $1.0000"
+    assert spending_line([dict(r, cost_usd=0.0) for r in ROWS if r["id"] in (0, 3)]) is None  # nothing spent

@@ -78,7 +78,7 @@ def test_tracking_head(records, expected_id):
         ([rec(0, "keep", 3.5, kind="baseline", description="baseline")], "val_bpb",
          "0 experiment(s): 0 kept, 0 discarded, 0 crashed. Best val_bpb 3.500000 (0000, baseline), "
          "+0.000000 vs the first baseline"),
-        ([rec(0, "crash", None, kind="baseline")], "val_bpb", "0 experiment(s): 0 kept, 0 discarded, 0 crashed"),
+        ([rec(0, "crash", None, kind="baseline")], "val_bpb", "0 experiment(s): 0 kept, 0 discarded, 0 crashed; 1 baseline(s) crashed"),
         ([rec(1, "discard", 0.9)], "accuracy", "1 experiment(s): 0 kept, 1 discarded, 0 crashed"),
     ],
     ids=["baseline-only", "crashed-baseline", "no-keep"],
