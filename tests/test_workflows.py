@@ -56,6 +56,10 @@ def test_the_nightly_run_line_without_modal_secrets_fails_with_one_clear_line(gi
     assert "--local" not in experiments["run"]  # the shipped night trains on Modal
     use_shipped_settings(github_world)
     before = len(github_world.server.requests)
+    deploy = step("autoresearch.yml", "Deploy the GPU job")
+    done = subprocess.run(["bash", "-e", "-c", deploy["run"]], cwd=github_world.work, capture_output=True,
+                          text=True, timeout=60, env=actions_env(github_world, tmp_path, deploy.get("env")))
+    assert done.returncode == 0 and not done.stdout + done.stderr  # nothing to deploy with: the next step says why
     started = time.monotonic()
     done = subprocess.run(["bash", "-e", "-c", experiments["run"]], cwd=github_world.work, capture_output=True,
                           text=True, timeout=120, env=actions_env(github_world, tmp_path, experiments.get("env")))
@@ -93,3 +97,27 @@ def test_the_comment_run_line_queues_a_retry_under_the_shipped_settings(github_w
     assert done.returncode == 0, done.stdout + done.stderr
     assert "queued: retry" in done.stdout
     assert server.reactions[event["comment"]["id"]] == ["eyes"]
+
+
+def test_the_nightly_run_line_with_modal_unreachable_fails_in_seconds(github_world, tmp_path):
+    """A token, but Modal cannot be reached (a closed loopback port): one line naming the cause, within
+    the preflight's bound, before anything is written to GitHub."""
+    import socket
+
+    experiments = step("autoresearch.yml", "Experiments")
+    use_shipped_settings(github_world)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed once the with-block ends: nothing listens there
+    env = actions_env(github_world, tmp_path, experiments.get("env"))
+    env.update(MODAL_TOKEN_ID="ak-test", MODAL_TOKEN_SECRET="as-test", MODAL_SERVER_URL=f"http://127.0.0.1:{port}")
+    before = len(github_world.server.requests)
+    started = time.monotonic()
+    done = subprocess.run(["bash", "-e", "-c", experiments["run"]], cwd=github_world.work, capture_output=True,
+                          text=True, timeout=120, env=env)
+    elapsed = time.monotonic() - started
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Modal" in lines[0] and "--local" in lines[0], done.stderr
+    assert "Traceback" not in done.stderr and elapsed < 30, elapsed
+    assert len(github_world.server.requests) == before and "ak-test" not in done.stdout + done.stderr
