@@ -91,9 +91,13 @@ def probe():
         while True:
             done = subprocess.run([binary, *_NAMESPACES, "--ro-bind", "/", "/", "--proc", "/proc", "--", "true"],
                                   capture_output=True, text=True, timeout=30)
-            if done.returncode == 0 or "--disable-userns" not in done.stderr or "--disable-userns" not in _NAMESPACES:
+            unsupported = "--disable-userns" in done.stderr or "max_user_namespaces" in done.stderr
+            if done.returncode == 0 or not unsupported or "--disable-userns" not in _NAMESPACES:
                 break
-            _NAMESPACES.remove("--disable-userns")  # bwrap < 0.8 (e.g. Ubuntu 22.04's) lacks it
+            # bwrap < 0.8 (e.g. Ubuntu 22.04's) lacks the flag; gVisor (Modal's runtime) lacks the
+            # /proc/sys/user/max_user_namespaces it writes (google/gvisor#11210): the sandbox then
+            # allows nested user namespaces, its other walls stand
+            _NAMESPACES.remove("--disable-userns")
     except (OSError, subprocess.TimeoutExpired) as exc:
         return False, f"{binary} could not run: {exc}"
     if done.returncode != 0:
