@@ -216,6 +216,7 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
 
     # held until this command returns or the process ends (the kernel drops it on any exit)
     lock = RunLock(_ledger_dir(git.root, config), config.tag).acquire("bot run")
+    ledger = None
     try:
         proposer = _proposer(config, git, warn=lambda line: click.echo(f"warning: {line}", err=True))
         from bot.cli_runner import build_runner
@@ -268,6 +269,8 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
         click.echo(f"\nResults: {ledger.tsv_path} (every fact: {ledger.jsonl_path.name}); "
                    f"best version: `git checkout {config.branches['tracking']}`")
     finally:
+        if ledger is not None and hasattr(ledger, "release"):  # GitHub mode's lease on the ledger branch
+            ledger.release()
         lock.release()
 
 

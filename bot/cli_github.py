@@ -2,11 +2,13 @@
 environment, building the PyGithub client, and `bot command` / `bot ledger rebuild`."""
 
 import os
+import uuid
 
 import click
 
 from bot.cli import ProgressBar, _friendly_errors, _ledger_dir, _open, _printer
 from bot.errors import BotError
+from bot.lease import lease_ttl
 
 
 def _github_target(git, explicit):
@@ -59,11 +61,27 @@ def github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger, 
     publisher = Publisher(gh, git, config, push_env=push_env, kept_only=kept_only, events=events,
                           review_bound=review_bound, delete_closed_branches=delete_closed_branches)
     click.echo(f"GitHub mode: {target}; tracking {config.branches['tracking']}, ledger {config.branches['ledger']}")
+    if reconcile:  # `bot run`: one per tag, across machines, before anything is written
+        note = branch_ledger.claim(uuid.uuid4().hex, _holder(), lease_ttl(config))
+        if note:
+            events("warning", message=note)
     publisher.prepare()
     records = branch_ledger.pull()
     if reconcile:
         publisher.reconcile(records)
     return branch_ledger, publisher
+
+
+def _holder():
+    """Who holds the lease, in words another run's error can show."""
+    import socket
+
+    words = f"{socket.gethostname()} pid {os.getpid()}"
+    run_id = os.environ.get("GITHUB_RUN_ID")
+    if run_id:
+        words += (f", Actions run {os.environ.get('GITHUB_SERVER_URL', 'https://github.com')}/"
+                  f"{os.environ.get('GITHUB_REPOSITORY', '?')}/actions/runs/{run_id}")
+    return words
 
 
 @click.command()

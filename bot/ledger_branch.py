@@ -8,11 +8,15 @@ rows the remote lacks. The next Actions run starts by pulling, so it resumes whe
 stopped.
 """
 
+import json
 import os
+import socket
 import tempfile
+import time
 from pathlib import Path
 
-from bot.errors import LedgerError, RepoError
+from bot.errors import BotError, LedgerError, RepoError
+from bot.lease import LEASE_FILE, conflict, new_lease, released, renewed, taken_over
 from bot.ledger import Ledger, format_record, parse_jsonl, render_tsv
 
 PUSH_ATTEMPTS = 5
@@ -30,6 +34,8 @@ class BranchLedger(Ledger):
         self.git, self.branch, self.remote = git, branch, remote
         self.push_env = push_env or {}
         self.head = None  # the ledger branch's head as last seen on the remote
+        self.lease = None  # ours, while this run holds it: every push renews it
+        self.clock = time.time  # wall clock: leases are compared across machines
 
     def _remote_head(self):
         out = self.git.git("ls-remote", self.remote, f"refs/heads/{self.branch}", env=self.push_env)
@@ -68,6 +74,11 @@ class BranchLedger(Ledger):
     def _commit(self, records, parent):
         files = {"experiments.jsonl": "".join(format_record(r) for r in records),
                  "results.tsv": render_tsv(records, self.metric)}
+        if self.lease is not None:
+            self.lease = renewed(self.lease, self.clock()) if not self.lease.get("released") else self.lease
+            files[LEASE_FILE] = json.dumps(self.lease, indent=2, sort_keys=True) + "\n"
+        elif parent and (kept := self.git.read_file(parent, LEASE_FILE)) is not None:
+            files[LEASE_FILE] = kept  # rows from `bot command` leave a running night's lease alone
         with tempfile.TemporaryDirectory(prefix="autoresearch-ledger-") as scratch:
             env = {"GIT_INDEX_FILE": os.path.join(scratch, "index")}
             for name, text in files.items():
@@ -89,5 +100,70 @@ class BranchLedger(Ledger):
             except RepoError:
                 # Lost the compare-and-swap: someone pushed rows; merge theirs with ours, retry.
                 self._write_local(merge_records(self._fetch(), records))
+                if self.lease is not None and not self.lease.get("released"):
+                    problem = conflict(self.current_lease(), self.lease["owner"], self.clock())
+                    if problem:  # ours expired and another run took it: this run must stop
+                        self.lease = None
+                        raise BotError(f"this run lost its lease: {problem}")
         raise LedgerError(f"could not push the ledger to {self.remote} {self.branch} after {PUSH_ATTEMPTS} "
                           "attempts (another run keeps pushing?); rerun: local rows are kept and pushed next time")
+
+    # ---- the lease: one `bot run` per tag across machines (bot/lease.py) ----------------------
+
+    def current_lease(self):
+        if self.head is None:
+            return None
+        text = self.git.read_file(self.head, LEASE_FILE)
+        try:
+            return json.loads(text) if text else None
+        except ValueError:
+            return None
+
+    @staticmethod
+    def holder_gone(lease):
+        """A lease taken on this machine by a process that no longer exists (killed: no release)."""
+        if lease.get("host") != socket.gethostname() or not isinstance(lease.get("pid"), int):
+            return False
+        if lease["pid"] == os.getpid():  # an earlier run in this process (the local lock keeps them apart)
+            return True
+        try:
+            os.kill(lease["pid"], 0)
+        except ProcessLookupError:
+            return True
+        except PermissionError:  # alive, another user's
+            return False
+        return False
+
+    def claim(self, owner, holder, ttl):
+        """Take the lease or raise BotError naming the run that holds it; returns a note when an
+        expired lease was taken over. Compare-and-swap: a run that claimed first wins."""
+        for _ in range(PUSH_ATTEMPTS):
+            remote = self._fetch()
+            current, now = self.current_lease(), self.clock()
+            problem = conflict(current, owner, now, self.holder_gone)
+            if problem:
+                raise BotError(problem)
+            note = taken_over(current, owner, now)
+            self._write_local(merge_records(remote, self.read()))
+            self.lease = new_lease(owner, holder, now, ttl, socket.gethostname(), os.getpid())
+            commit = self._commit(self.read(), self.head)
+            try:
+                self.git.git("push", "--quiet", self.remote, f"{commit}:refs/heads/{self.branch}", env=self.push_env)
+            except RepoError:
+                self.lease = None
+                continue  # someone pushed meanwhile: look at the lease again
+            self.head = commit
+            return note
+        raise LedgerError(f"could not claim the lease on {self.branch} after {PUSH_ATTEMPTS} attempts; rerun")
+
+    def release(self):
+        """Give the lease back (end of run, Ctrl-C, SIGTERM); a failure only leaves it to expire."""
+        if self.lease is None:
+            return
+        self.lease = released(self.lease, self.clock())
+        try:
+            self.push()
+        except BotError:
+            pass
+        finally:
+            self.lease = None
