@@ -154,6 +154,7 @@ def cli():
 @cli.command()
 @click.option("--local", "local", is_flag=True, help="Train on this machine (its GPU, else the CPU).")
 @click.option("--iterations", type=click.IntRange(min=1), help="Stop after N experiments.")
+@click.option("--parallel", type=click.IntRange(min=1), help="Experiments trained at once, from the same head (default: parallel, 1).")
 @click.option("--hours", type=click.FloatRange(min=0, min_open=True), help="Stop starting experiments after H hours.")
 @click.option("--budget", type=click.FloatRange(min=0, min_open=True), help="Training seconds per experiment (default: budget_seconds, 300).")
 @click.option("--tag", help="Run name: branches autoresearch/<tag>, autoresearch/<tag>-exp/NNNN.")
@@ -167,7 +168,7 @@ def cli():
 @click.option("--delete-closed-branches", is_flag=True, help="GitHub mode: delete the branches of discarded/crashed PRs (GitHub keeps their commits under the PR).")
 @click.option("--no-isolation", is_flag=True, help="Run experiments without the sandbox (GitHub mode refuses to otherwise when none can start).")
 @_friendly_errors
-def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, no_github, kept_only, writes_per_minute,
+def run(local, iterations, parallel, hours, budget, tag, repo, config_path, github_repo, no_github, kept_only, writes_per_minute,
         review_bound, delete_closed_branches, no_isolation):
     """Measure a baseline, then run experiments until a limit is reached.
 
@@ -181,13 +182,14 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
       bot run --local --hours 8                    # a night on this machine's GPU
       bot run --local --tag lr-sweep --iterations 20
       bot run --local --iterations 3               # in a copy of examples/speed: any metric, a gate
+      bot run --local --parallel 4 --hours 8       # four experiments at once (four GPUs, or Modal)
       GITHUB_TOKEN=... bot run --local --github me/nanogpt --iterations 4   # a PR per experiment
     """
     from bot.ledger import Ledger
     from bot.loop import Interrupted, ResearchLoop
 
     git, config = _open(repo, config_path, budget_seconds=budget, tag=tag,
-                        runner="local" if local else None)
+                        runner="local" if local else None, parallel=parallel)
     if config.runner != "local":
         raise BotError("the Modal runner is not available yet: run with --local to train on this machine")
     from bot.runlock import RunLock
@@ -227,7 +229,12 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
                 click.echo(f"Queued command {outcome}: {detail}")
         previous = _stop_on_signals()
         try:
-            loop.run(iterations=iterations, hours=hours)
+            if config.parallel > 1:
+                from bot.parallel import BatchLoop
+
+                BatchLoop(loop, config.parallel).run(iterations=iterations, hours=hours)
+            else:
+                loop.run(iterations=iterations, hours=hours)
         except (Interrupted, KeyboardInterrupt) as exc:
             bar.clear()
             what = str(exc) if isinstance(exc, Interrupted) else "stopped between steps"
