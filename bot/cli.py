@@ -114,7 +114,8 @@ def _printer(bar, metric):
             value = f"{metric} {r['metric']:.6f}" if r.get("metric") is not None else "no metric"
             seconds = (r.get("timings") or {}).get("total_s")
             took = f" in {seconds_text(seconds)}" if isinstance(seconds, (int, float)) else ""
-            click.echo(f"  -> {r['status']}: {value}{took} ({r['reason']})")
+            which = f"{int(r['id']):04d} " if facts.get("batch") else ""  # --parallel: results follow the starts
+            click.echo(f"  -> {which}{r['status']}: {value}{took} ({r['reason']})")
             for flag in r.get("flags") or ():
                 click.echo(f"     note: {flag}")
         elif kind == "reconciled":
@@ -218,7 +219,8 @@ def run(local, iterations, parallel, hours, budget, tag, repo, config_path, gith
         loop = ResearchLoop(config, git, runner, proposer,
                             ledger, events=_printer(bar, config.metric), publisher=publisher)
         click.echo(f"autoresearch-bot {__version__}: {git.root}, tag {config.tag}, budget {config.budget_seconds:g} s, "
-                   f"local runner, isolation {runner.isolation}, proposer {proposer.name}"
+                   "local runner" + (f" ({config.parallel} experiments at once)" if config.parallel > 1 else "")
+                   + f", isolation {runner.isolation}, proposer {proposer.name}"
                    + (f" ({config.model})" if proposer.name == "anthropic" else ""))
         click.echo(f"Optimizing {config.metric} ({config.direction})"
                    + (f"; gate: `{config.gate}`" if config.gate else ""))

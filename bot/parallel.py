@@ -159,10 +159,10 @@ class BatchLoop:
                 for c in (c for c in batch if c.runs):
                     c.pr = loop.publisher.started(c.id, c.branch, c.commit, head, c.asked.proposal.description,
                                                   c.asked.proposal.rationale)
-            if ahead and loop.source:  # the next batch's proposals are written while this one trains
+            if ahead is None or ahead > 0:  # the next batch's proposals are written while this one trains
                 running = tuple(c.asked.proposal.description for c in batch if c.runs)
                 loop.source.prefetch(head, records, batch[-1].id + 1, (reference.get("key") or {}).get("device"),
-                                     running=running, count=min(self.n, ahead))
+                                     running=running, count=self.n if ahead is None else min(self.n, ahead))
             for candidate in (c for c in batch if c.runs):
                 while not candidate.done.wait(0.2):  # short waits: Ctrl-C reaches this thread at once
                     pass
@@ -219,7 +219,7 @@ class BatchLoop:
                     rows[row["id"]] = self._superseded(row, best, asked, head, records)
         for exp_id in sorted(rows):
             loop.ledger.append(rows[exp_id])
-            loop.events("result", record=rows[exp_id])
+            loop.events("result", record=rows[exp_id], batch=True)  # results come after all the starts
         if kept:
             loop.git.move_branch(loop.tracking, best["commit"], head)
         self.unpublished += [(rows[c.id], reference) for c in batch if c.runs]

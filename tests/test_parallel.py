@@ -284,7 +284,8 @@ def test_bot_run_parallel_2_trains_two_at_once_for_real(tmp_path):
     result = subprocess.run([sys.executable, "-m", "bot", "run", "--parallel", "2", "--local", "--iterations", "4",
                              "--budget", "2"], cwd=repo, env=env, capture_output=True, text=True, timeout=540, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Stopped: finished 4 experiment(s)" in result.stdout
+    assert "Stopped: finished 4 experiment(s)" in result.stdout and "(2 experiments at once)" in result.stdout
+    assert all(f"  -> {i:04d} " in result.stdout for i in (1, 2, 3, 4))  # results name their experiment
     records = Ledger(repo / ".autoresearch" / "default").read()
     assert [r["kind"] for r in records] == ["baseline"] + ["experiment"] * 4
     # a proposal may crash for real (e.g. a batch size the budget cannot fit); none may be lost
@@ -296,3 +297,26 @@ def test_bot_run_parallel_2_trains_two_at_once_for_real(tmp_path):
                   (logs / f"{r['id']:04d}.log").stat().st_mtime) for r in pair]
         assert max(s for s, _ in spans) < min(e for _, e in spans) - 1, spans  # the two trainings overlapped
     assert git(repo, "status", "--porcelain", "--untracked-files=no") == ""
+
+
+# ---- GitHub mode: a PR per experiment, written in id order, winners merged ------------------
+
+def test_github_mode_opens_a_pr_per_experiment_in_id_order_and_merges_only_the_batch_winner(github_world):
+    import json
+
+    result = github_world.run(4, "--parallel", "2")
+    assert result.exit_code == 0, result.output
+    server = github_world.server
+    rows = [json.loads(x) for x in github_world.bare_file("autoresearch/default-ledger", "experiments.jsonl").splitlines()]
+    assert [r["id"] for r in rows] == [0, 1, 2, 3, 4]
+    opened = [b["head"] for m, p, b, _ in server.requests
+              if m == "POST" and p.endswith("/pulls") and b["head"].startswith("autoresearch/default-exp/")]
+    assert opened == [f"autoresearch/default-exp/{i:04d}" for i in (1, 2, 3, 4)]  # in id order
+    prs = {p["head"]: p for p in server.pulls.values()}
+    for row in rows[1:]:
+        pr = prs[row["branch"]]
+        assert row["pr"] == pr["number"] and pr["merged"] == (row["status"] == "keep") and pr["state"] == "closed"
+    kept = [r for r in rows[1:] if r["status"] == "keep"]
+    assert github_world.bare_sha("autoresearch/default") == (kept[-1]["commit"] if kept else rows[0]["commit"])
+    for pair in (rows[1:3], rows[3:5]):
+        assert len({r["parent"] for r in pair}) == 1 and sum(r["status"] == "keep" for r in pair) <= 1
