@@ -81,6 +81,11 @@ class BatchLoop:
         """Run batches until `iterations` experiments are done, `hours` pass, or a stop condition."""
         loop = self.loop
         deadline = loop.clock() + hours * 3600 if hours else None
+        if loop.runner.name == "local" and not loop.config.budget_steps:
+            loop.events("warning", message=(
+                f"the local runner starts all {self.n} runs on this machine's one device (GPU or CPU): with a "
+                "wall-clock budget each trains on a share of it while the head was measured alone, so experiments "
+                "look worse than they are; set a step budget (`budget_steps`), or use a runner with a GPU per run"))
         records, reference = loop.start(ahead=self.n)
         done, streaks, stop = 0, Streaks(loop.config.max_consecutive_crashes), None
         try:

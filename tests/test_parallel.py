@@ -194,6 +194,44 @@ def test_a_batch_is_distinct_proposals_on_one_head_with_their_own_ids_branches_a
     assert max(start for _, start, _ in spans) < min(end for _, _, end in spans)  # all four at once
 
 
+class SlowProposer:
+    """Answers after `delay` seconds, asked from several threads at once (as the Claude proposer is);
+    its first two answers are the same change, as two models asked at once may give."""
+    name, prefetch = "slow", True
+
+    def __init__(self, delay=0.3):
+        self.delay, self.lock, self.count, self.busy, self.peak, self.running = delay, threading.Lock(), 0, 0, 0, []
+
+    def propose(self, base_files, history, device=None, experiment_id=0, avoid=(), base_commit=None, running=()):
+        with self.lock:
+            self.count, self.busy = self.count + 1, self.busy + 1
+            n, self.peak = self.count, max(self.peak, self.busy)
+            self.running.append(tuple(running))
+        time.sleep(self.delay)
+        with self.lock:
+            self.busy -= 1
+        name = "ABCE"[(n - 1) % 4]
+        text = re.sub(rf"^{name} = \S+$", f"{name} = {n + 1}", base_files["train.py"], flags=re.MULTILINE)
+        if n == 2:  # the same change as the first answer
+            text = re.sub(r"^A = \S+$", "A = 2", base_files["train.py"], flags=re.MULTILINE)
+        return Proposal(f"{name} 1 -> {n + 1}" if n != 2 else "A 1 -> 2", "slow", {"train.py": text})
+
+
+def test_a_slow_proposer_is_asked_for_a_whole_batch_at_once_and_a_duplicate_is_asked_again(tmp_path):
+    proposer = SlowProposer()
+    _, batch, _, events = batch_run(tmp_path, None, {}, n=4, proposer=proposer, seconds=0.5)
+    batch.run(iterations=8)
+    records = batch.loop.ledger.read()
+    assert proposer.peak == 4  # four questions in flight together (while the baseline, then a batch, trained)
+    for first in (1, 5):
+        assert len({r["diff_hash"] for r in records[first:first + 4]}) == 4
+    refused = [f for kind, f in events if kind == "proposal-refused"]
+    assert refused and "A 1 -> 2" == refused[0]["description"]
+    assert any("A 1 -> 2" in running for running in proposer.running)  # the re-ask was told what runs beside it
+    waits = [r["proposal"]["wait_s"] for r in records[5:9]]
+    assert max(waits) < 0.3  # the second batch's proposals were ready when it formed
+
+
 @pytest.mark.parametrize("n, iterations, batches", [(2, 4, [2, 2]), (2, 3, [2, 1]), (3, 4, [3, 1]), (4, 2, [2])])
 def test_iterations_count_experiments_not_batches(tmp_path, n, iterations, batches):
     changes = [(name, str(v)) for v in (2, 3, 4) for name in "ABCE"]
