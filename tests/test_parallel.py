@@ -358,3 +358,33 @@ def test_github_mode_opens_a_pr_per_experiment_in_id_order_and_merges_only_the_b
     assert github_world.bare_sha("autoresearch/default") == (kept[-1]["commit"] if kept else rows[0]["commit"])
     for pair in (rows[1:3], rows[3:5]):
         assert len({r["parent"] for r in pair}) == 1 and sum(r["status"] == "keep" for r in pair) <= 1
+
+
+def test_sigterm_of_a_parallel_run_kills_every_training_and_records_none(tmp_path):
+    from test_newcomer import _processes_under
+
+    settings = "budget_seconds: 1\ntimeout_seconds: 60\nharness: []\ndecision_rule: greedy\nreplicates: 1\n"
+    repo = make_repo(tmp_path / "repo", {"train.py": TOY_TRAIN.format(behaviour="hang"), "autoresearch.yaml": settings})
+    scratch = tmp_path / "scratch"
+    scratch.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("GITHUB_", "AUTORESEARCH_"))}
+    env.update(TMPDIR=str(scratch), PYTHONPATH=os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")]))
+    process = subprocess.Popen([sys.executable, "-m", "bot", "run", "--local", "--parallel", "2", "--iterations", "4",
+                                "--repo", str(repo)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    try:
+        logs = [repo / ".autoresearch" / "default" / "logs" / f"000{i}.log" for i in (1, 2)]
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not all(p.exists() and "budget" in p.read_text() for p in logs):
+            time.sleep(0.2)  # both experiments of the first batch (which hang once a constant moved) train
+        assert all(p.exists() for p in logs), "the batch never started"
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, output
+    assert "experiment(s) 0001, 0002 were stopped and not recorded" in output
+    time.sleep(0.5)
+    assert _processes_under(scratch) == []  # nothing left running
+    assert [r["id"] for r in Ledger(repo / ".autoresearch" / "default").read()] == [0]
+    assert git(repo, "branch", "--list", "autoresearch/default-exp/*") == ""
