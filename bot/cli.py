@@ -138,7 +138,8 @@ def _printer(bar, metric):
             value = f"{metric} {r['metric']:.6f}" if r.get("metric") is not None else "no metric"
             seconds = (r.get("timings") or {}).get("total_s")
             took = f" in {seconds_text(seconds)}" if isinstance(seconds, (int, float)) else ""
-            click.echo(f"  -> {r['status']}: {value}{took} ({r['reason']})")
+            which = f"{int(r['id']):04d} " if facts.get("batch") else ""  # --parallel: results follow the starts
+            click.echo(f"  -> {which}{r['status']}: {value}{took} ({r['reason']})")
             for flag in r.get("flags") or ():
                 click.echo(f"     note: {flag}")
         elif kind == "reconciled":
@@ -178,6 +179,7 @@ def cli():
 @cli.command()
 @click.option("--local", "local", is_flag=True, help="Train on this machine (its GPU, else the CPU).")
 @click.option("--iterations", type=click.IntRange(min=1), help="Stop after N experiments.")
+@click.option("--parallel", type=click.IntRange(min=1), help="Experiments trained at once, from the same head (default: parallel, 1).")
 @click.option("--hours", type=click.FloatRange(min=0, min_open=True), help="Stop starting experiments after H hours.")
 @click.option("--budget", type=click.FloatRange(min=0, min_open=True), help="Training seconds per experiment (default: budget_seconds, 300).")
 @click.option("--tag", help="Run name: branches autoresearch/<tag>, autoresearch/<tag>-exp/NNNN.")
@@ -191,7 +193,7 @@ def cli():
 @click.option("--delete-closed-branches", is_flag=True, help="GitHub mode: delete the branches of discarded/crashed PRs (GitHub keeps their commits under the PR).")
 @click.option("--no-isolation", is_flag=True, help="Run experiments without the sandbox (GitHub mode refuses to otherwise when none can start).")
 @_friendly_errors
-def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, no_github, kept_only, writes_per_minute,
+def run(local, iterations, parallel, hours, budget, tag, repo, config_path, github_repo, no_github, kept_only, writes_per_minute,
         review_bound, delete_closed_branches, no_isolation):
     """Measure a baseline, then run experiments until a limit is reached.
 
@@ -205,13 +207,14 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
       bot run --local --hours 8                    # a night on this machine's GPU
       bot run --local --tag lr-sweep --iterations 20
       bot run --local --iterations 3               # in a copy of examples/speed: any metric, a gate
+      bot run --local --parallel 4 --hours 8       # four experiments at once (four GPUs, or Modal)
       GITHUB_TOKEN=... bot run --local --github me/nanogpt --iterations 4   # a PR per experiment
     """
     from bot.ledger import Ledger
     from bot.loop import Interrupted, ResearchLoop
 
     git, config = _open(repo, config_path, budget_seconds=budget, tag=tag,
-                        runner="local" if local else None)
+                        runner="local" if local else None, parallel=parallel)
     from bot.runlock import RunLock
 
     # held until this command returns or the process ends (the kernel drops it on any exit)
@@ -238,14 +241,16 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
             ledger, publisher = github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger,
                                              _printer(bar, config.metric), review_bound=review_bound,
                                              delete_closed_branches=delete_closed_branches) or (ledger, None)
-        if publisher:  # PRs, labels and merges are written while the next experiment trains
+        if publisher and config.parallel == 1:  # PRs, labels and merges are written while the next experiment
+            # trains (--parallel writes them itself, on this thread, while each batch trains)
             from bot.publish_queue import BackgroundPublisher
 
             publisher = BackgroundPublisher(publisher)
         loop = ResearchLoop(config, git, runner, proposer,
                             ledger, events=_printer(bar, config.metric), publisher=publisher)
         click.echo(f"autoresearch-bot {__version__}: {git.root}, tag {config.tag}, budget {config.budget_seconds:g} s, "
-                   f"{runner_words(runner)}, isolation {runner.isolation}, proposer {proposer.name}"
+                   f"{runner_words(runner)}" + (f" ({config.parallel} experiments at once)" if config.parallel > 1 else "")
+                   + f", isolation {runner.isolation}, proposer {proposer.name}"
                    + (f" ({config.model})" if proposer.name == "anthropic" else ""))
         click.echo(f"Optimizing {config.metric} ({config.direction})"
                    + (f"; gate: `{config.gate}`" if config.gate else ""))
@@ -256,7 +261,12 @@ def run(local, iterations, hours, budget, tag, repo, config_path, github_repo, n
                 click.echo(f"Queued command {outcome}: {detail}")
         previous = _stop_on_signals()
         try:
-            loop.run(iterations=iterations, hours=hours)
+            if config.parallel > 1:
+                from bot.parallel import BatchLoop
+
+                BatchLoop(loop, config.parallel).run(iterations=iterations, hours=hours)
+            else:
+                loop.run(iterations=iterations, hours=hours)
         except (Interrupted, KeyboardInterrupt) as exc:
             bar.clear()
             what = str(exc) if isinstance(exc, Interrupted) else "stopped between steps"

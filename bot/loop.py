@@ -7,6 +7,7 @@ tracking branch. A kill between the last two is finished on the next start (`_re
 """
 
 import dataclasses
+import functools
 import hashlib
 import shutil
 import time
@@ -27,9 +28,27 @@ from bot import scratch
 from bot.runners import Experiment
 
 
-
 class Interrupted(BotError):
     """Ctrl-C: the running experiment was stopped and nothing was recorded for it."""
+
+
+class Streaks:
+    """Experiments in a row that crashed, or whose proposals were all refused: a broken setup stops."""
+
+    def __init__(self, limit):
+        self.limit, self.crashes, self.invalid = limit, 0, 0
+
+    def add(self, record):
+        """The stop reason once `limit` such experiments came in a row, else None."""
+        self.crashes = self.crashes + 1 if record["status"] == CRASH else 0
+        self.invalid = self.invalid + 1 if record["status"] == STATUS_INVALID else 0
+        if self.crashes >= self.limit:
+            return (f"stopped after {self.crashes} consecutive crashes; the last, {record['id']:04d} "
+                    f"({record['description']}): {record['reason']} — log: {record.get('log_path')}")
+        if self.invalid >= self.limit:
+            return (f"stopped after {self.invalid} experiments in a row whose proposals were all refused; the "
+                    f"last: {record['reason']}. Check program.md and the proposer's settings")
+        return None
 
 
 class ResearchLoop:
@@ -119,30 +138,36 @@ class ResearchLoop:
 
     # ---- the loop -------------------------------------------------------------------------
 
-    def run(self, iterations=None, hours=None):
-        """Run experiments until `iterations` are done, `hours` pass, or a stop condition."""
+    def start(self, ahead=1):
+        """Everything before the first experiment: checks, key, an interrupted keep finished, the
+        baseline measured (while `ahead` proposals are written) or the head topped up on resume.
+        Returns (records, reference: the tracking head's record)."""
         for path in scratch.remove_stale():
             self.events("warning", message=f"removed {path}, left behind by a bot that was killed")
         head = self.preflight()
         self.measure_under(head)
-        deadline = self.clock() + hours * 3600 if hours else None
         records = self.ledger.read()
         for warning in self.ledger.warnings:
             self.events("warning", message=warning)
         head = self._reconcile(records, head)
         reference = self._reference(records, head)
         if reference is None:
-            if self.source:  # the first proposal is written while the baseline trains
-                self.source.prefetch(head, records, self._baseline_id(records) + 1, None)
+            if self.source:  # the first proposals are written while the baseline trains
+                self.source.prefetch(head, records, self._baseline_id(records) + 1, None, count=ahead)
             reference = self._baseline(records, head)
-            records = self.ledger.read()
-        else:
-            self.events("resume", reference=reference, experiments=len(records))
-            from bot.reproduce import top_up_head  # imports this module
+            return self.ledger.read(), reference
+        self.events("resume", reference=reference, experiments=len(records))
+        from bot.reproduce import top_up_head  # imports this module
 
-            if top_up_head(self, records, reference) is not None:
-                records = self.ledger.read()
-        done, crashes, invalid, stop = 0, 0, 0, None
+        if top_up_head(self, records, reference) is not None:
+            records = self.ledger.read()
+        return records, reference
+
+    def run(self, iterations=None, hours=None):
+        """Run experiments until `iterations` are done, `hours` pass, or a stop condition."""
+        deadline = self.clock() + hours * 3600 if hours else None
+        records, reference = self.start()
+        done, streaks, stop = 0, Streaks(self.config.max_consecutive_crashes), None
         while stop is None:
             if iterations is not None and done >= iterations:
                 stop = f"finished {done} experiment(s)"
@@ -150,7 +175,7 @@ class ResearchLoop:
             if deadline is not None and self.clock() >= deadline:
                 stop = f"the {hours:g} h limit passed after {done} experiment(s)"
                 break
-            stop = self._over_budget(records)
+            stop = self.over_budget(records)
             if stop:
                 break
             try:
@@ -163,14 +188,7 @@ class ResearchLoop:
             done += 1
             if record["status"] == KEEP:
                 reference = record
-            crashes = crashes + 1 if record["status"] == CRASH else 0
-            invalid = invalid + 1 if record["status"] == STATUS_INVALID else 0
-            if crashes >= self.config.max_consecutive_crashes:
-                stop = (f"stopped after {crashes} consecutive crashes; the last, {record['id']:04d} "
-                        f"({record['description']}): {record['reason']} — log: {record.get('log_path')}")
-            elif invalid >= self.config.max_consecutive_crashes:
-                stop = (f"stopped after {invalid} experiments in a row whose proposals were all refused; the "
-                        f"last: {record['reason']}. Check program.md and the proposer's settings")
+            stop = streaks.add(record)
         if self.publisher is not None and hasattr(self.publisher, "flush"):
             self.publisher.flush()  # the last experiments' PRs, still being written in the background
         self.events("stop", reason=stop, experiments=done)
@@ -181,29 +199,29 @@ class ResearchLoop:
         number = getattr(self.publisher, "pr_number", None)
         return number(exp_id) if number else None
 
-    def _over_budget(self, records):
-        """The stop reason when `max_usd` is spent, or would be by one more experiment like the last."""
+    def over_budget(self, records, more=1):
+        """The stop reason when `max_usd` is spent, or would be by `more` experiments like the last."""
         if self.config.max_usd is None:
             return None
         spent = spent_usd(records)
         costs = [spent_usd([r]) for r in records[-5:] if r.get("kind") == "experiment"]
         typical = sum(costs) / len(costs) if costs else 0.0
-        if spent + typical > self.config.max_usd:
+        if spent + typical * more > self.config.max_usd:
             return (f"max_usd reached: ${spent:.2f} spent on proposals and GPU time, about ${typical:.2f} more per "
                     f"experiment, limit ${self.config.max_usd:.2f} (raise `max_usd` to go on)")
         return None
 
-    def _segment(self, records):
+    def segment(self, records):
         return [r for r in records if same_segment(r, self.key)]
 
     def _reference(self, records, head):
         """The record whose commit is the tracking head and was measured under this key."""
-        kept = [r for r in self._segment(records) if r["status"] == KEEP]
+        kept = [r for r in self.segment(records) if r["status"] == KEEP]
         return kept[-1] if kept and kept[-1]["commit"] == head else None
 
     def _reconcile(self, records, head):
         """Finish a keep whose branch move was interrupted (ledger written, branch not moved)."""
-        kept = [r for r in self._segment(records) if r["status"] == KEEP]
+        kept = [r for r in self.segment(records) if r["status"] == KEEP]
         if kept and kept[-1]["commit"] != head and kept[-1].get("parent") == head:
             self.git.move_branch(self.tracking, kept[-1]["commit"], head)
             self.events("reconciled", record=kept[-1])
@@ -214,16 +232,16 @@ class ResearchLoop:
         return [int(b.rsplit("/", 1)[1]) for b in self.git.branches(self.exp_prefix)
                 if b.rsplit("/", 1)[1].isdigit()]
 
-    def _next_id(self, records):
+    def next_id(self, records):
         return next_experiment_id(records, self._taken_ids())
 
     def _baseline_id(self, records):
-        return self._next_id(records) if records else 0
+        return self.next_id(records) if records else 0
 
     def _baseline(self, records, head):
         exp_id = self._baseline_id(records)
         self.events("baseline-start", id=exp_id, commit=head, replicates=self.config.replicates)
-        runs, result = measure(self._evaluate_seed, exp_id, head, self.config.seed, self.config.replicates)
+        runs, result = measure(self.evaluate_seed, exp_id, head, self.config.seed, self.config.replicates)
         status = {"ok": KEEP, GATE_FAILED: GATE_FAILED}.get(result.status, CRASH)
         record = self.measured_row(exp_id, "baseline", head, None, "baseline", "the tracking head as it is",
                                     None, None, result, status, result.reason or "baseline",
@@ -247,43 +265,24 @@ class ResearchLoop:
 
     def experiment(self, records, reference, prefetch=True):
         """Propose, validate, commit, run, decide and record one experiment; return its record."""
-        exp_id = self._next_id(records)
+        exp_id = self.next_id(records)
         base = reference["commit"]
         device = (reference.get("key") or {}).get("device")
         asked = self.source.obtain(records, base, exp_id, device)
         if not hasattr(asked, "proposal"):
-            record = invalid_row(exp_id, base, *asked, config=self.config, key=self.key)
-            self.ledger.append(record)
-            self.events("result", record=record)
-            return record
-        proposal, digest = asked.proposal, asked.digest
-        message = f"{proposal.description}\n\n{proposal.rationale}\n\nautoresearch experiment {exp_id:04d}"
-        commit = self.git.commit_files(base, proposal.files, message)
-        branch = f"{self.exp_prefix}{exp_id:04d}"
-        self.git.create_branch(branch, commit)
-        self.events("experiment-start", id=exp_id, description=proposal.description, commit=commit,
-                    proposal=asked.spent)
-        pr = self.publisher.started(exp_id, branch, commit, base, proposal.description,
-                                    proposal.rationale) if self.publisher else None
+            return self.record_invalid(exp_id, base, asked)
+        commit, branch = self.commit_proposal(exp_id, base, asked)
+        pr = self.publisher.started(exp_id, branch, commit, base, asked.proposal.description,
+                                    asked.proposal.rationale) if self.publisher else None
         # the next proposal is written while this one trains (the GPU never waits for the model)
         if prefetch:
-            self.source.prefetch(base, records, exp_id + 1, device, running=(proposal.description,))
-        segment = self._segment(records)
+            self.source.prefetch(base, records, exp_id + 1, device, running=(asked.proposal.description,))
         try:
-            decision, runs, result = judge(self._evaluate_seed, exp_id, commit,
-                                           head_values(reference, segment), segment_sigma(segment), self.config)
+            decision, runs, result = self.judge_commit(exp_id, commit, records, reference)
         except Interrupted:
             self.git.git("branch", "-D", branch)  # never measured: nothing to keep
             raise
-        record = self.measured_row(exp_id, "experiment", commit, base, proposal.description,
-                                    proposal.rationale, proposal.change, digest, result,
-                                    decision.status, decision.reason, decision.evidence, branch, runs=runs)
-        record["pr"] = pr if pr is not None else self._pr_number(exp_id)
-        record["proposal"] = asked.spent
-        if asked.spent.get("repair_of") is not None:
-            record["repair_of"] = asked.spent["repair_of"]
-        if self.publisher:  # a gain too large to trust is held for a human (needs-review)
-            record = self.publisher.guard(record, reference)
+        record = self.candidate_row(exp_id, commit, base, branch, asked, decision, runs, result, pr, reference)
         self.ledger.append(record)
         if record["status"] == KEEP:
             self.git.move_branch(self.tracking, commit, base)
@@ -292,6 +291,44 @@ class ResearchLoop:
         self.events("result", record=record)
         return record
 
+    # ---- the steps of one experiment (bot/parallel.py runs them for a batch) -------------
+
+    def record_invalid(self, exp_id, base, refused):
+        """Append the row of an experiment whose every proposal was refused (`refused`: spent, reasons)."""
+        record = invalid_row(exp_id, base, *refused, config=self.config, key=self.key)
+        self.ledger.append(record)
+        self.events("result", record=record)
+        return record
+
+    def commit_proposal(self, exp_id, base, asked):
+        """The experiment's commit on `base` and its branch; returns (commit, branch)."""
+        proposal = asked.proposal
+        message = f"{proposal.description}\n\n{proposal.rationale}\n\nautoresearch experiment {exp_id:04d}"
+        commit = self.git.commit_files(base, proposal.files, message)
+        branch = f"{self.exp_prefix}{exp_id:04d}"
+        self.git.create_branch(branch, commit)
+        self.events("experiment-start", id=exp_id, description=proposal.description, commit=commit,
+                    proposal=asked.spent)
+        return commit, branch
+
+    def judge_commit(self, exp_id, commit, records, reference, watch=None):
+        """Run `commit` until the decision rule decides against `reference`: (decision, runs, result)."""
+        segment = self.segment(records)
+        return judge(functools.partial(self.evaluate_seed, watch=watch), exp_id, commit, head_values(reference, segment), segment_sigma(segment), self.config)
+
+    def candidate_row(self, exp_id, commit, base, branch, asked, decision, runs, result, pr, reference):
+        """The ledger row of a judged experiment (a gain too large to trust held for a human)."""
+        proposal = asked.proposal
+        record = self.measured_row(exp_id, "experiment", commit, base, proposal.description,
+                                   proposal.rationale, proposal.change, asked.digest, result,
+                                   decision.status, decision.reason, decision.evidence, branch, runs=runs)
+        record["pr"] = pr if pr is not None else self._pr_number(exp_id)
+        record["proposal"] = asked.spent
+        for key in ("repair_of", "reapplied_from"):
+            if asked.spent.get(key) is not None:
+                record[key] = asked.spent[key]
+        return self.publisher.guard(record, reference) if self.publisher else record
+
     def remeasure(self, exp_id, commit, head):
         """Run `commit` once more under this repo's key (for `/autoresearch retry`); no decision."""
         self.measure_under(head)
@@ -299,7 +336,7 @@ class ResearchLoop:
 
     # ---- one run --------------------------------------------------------------------------
 
-    def _evaluate_seed(self, exp_id, commit, seed, replicate):
+    def evaluate_seed(self, exp_id, commit, seed, replicate, watch=None):
         tree = self.git.git("rev-parse", f"{commit}^{{tree}}")
         earlier = self.runs.take(tree, self.key, replicate)
         if earlier is not None:  # finished before a kill: the same files, under the same key
@@ -307,11 +344,11 @@ class ResearchLoop:
             return dataclasses.replace(earlier[1], seed=earlier[0])
         if replicate:
             self.events("replicate-start", id=exp_id, replicate=replicate, seed=seed)
-        result = self._evaluate(exp_id, commit, seed, f"{exp_id:04d}-r{replicate}" if replicate else None)
+        result = self._evaluate(exp_id, commit, seed, f"{exp_id:04d}-r{replicate}" if replicate else None, watch)
         self.runs.put(tree, self.key, replicate, seed, result)
         return result
 
-    def _evaluate(self, exp_id, commit, seed=None, log_name=None):
+    def _evaluate(self, exp_id, commit, seed=None, log_name=None, watch=None):
         logs = self.state_dir / "logs"
         logs.mkdir(parents=True, exist_ok=True)
         work = scratch.make(exp_id)
@@ -329,6 +366,8 @@ class ResearchLoop:
                 isolation=self._isolation(), startup_seconds=self.config.startup_seconds,
                 budget_steps=self.config.budget_steps, readable=tuple(self.config.readable))
             handle = self.runner.submit(experiment)
+            if watch:  # parallel batches: the main thread cancels every watched run on Ctrl-C
+                watch(handle)
             try:
                 result = None
                 while result is None:

@@ -56,7 +56,7 @@ class ProposalSource:
     def __init__(self, proposer, config, git, events, clock=time.monotonic):
         self.proposer, self.config, self.git = proposer, config, git
         self.events, self.clock = events, clock
-        self.pending = None  # a Prefetch
+        self.pending = []  # Prefetches, taken first in first out
         self._files = {}  # commit -> editable files there (the last few)
         parameters = inspect.signature(proposer.propose).parameters if proposer else {}
         self._takes = (set(parameters) if not any(p.kind == p.VAR_KEYWORD for p in parameters.values())
@@ -78,20 +78,22 @@ class ProposalSource:
         given = {k: v for k, v in extra.items() if k in self._takes}
         return self.proposer.propose(base_files, records, device=device, experiment_id=experiment_id, **given)
 
-    def prefetch(self, base, records, experiment_id, device, running=()):
-        """Start asking for experiment `experiment_id` now, from what is known now."""
-        if not getattr(self.proposer, "prefetch", False) or self.pending is not None:
-            return
+    def prefetch(self, base, records, experiment_id, device, running=(), count=1):
+        """Start asking for experiments `experiment_id`... now, from what is known now: `count`
+        questions at once (a batch's proposals wait for the slowest answer, not for the sum)."""
+        if not getattr(self.proposer, "prefetch", False) or len(self.pending) >= count:
+            return  # those still pending from an older head are moved onto the new one when taken
         base_files, history = self.files_at(base), list(records)
-        self.pending = Prefetch(lambda: self._ask(base, base_files, history, experiment_id, device,
-                                                  running=tuple(running)),
-                                base, base_files, experiment_id, self.clock)
+        for k in range(len(self.pending), count):
+            self.pending.append(Prefetch(
+                lambda n=experiment_id + k: self._ask(base, base_files, history, n, device, running=tuple(running)),
+                base, base_files, experiment_id + k, self.clock))
 
     def _take(self, base, base_files):
         """The prefetched proposal, moved onto `base` if the head moved; None if it cannot be."""
-        pending, self.pending = self.pending, None
-        if pending is None:
+        if not self.pending:
             return None, 0.0
+        pending = self.pending.pop(0)
         proposal, waited = pending.take()
         self.events("proposal-wait", seconds=waited, prefetched=True)
         if pending.base == base or proposal.error:
@@ -117,21 +119,27 @@ class ProposalSource:
         return {"id": last["id"], "description": last.get("description") or "", "log_tail": last["log_tail"],
                 "files": self.files_at(last["commit"])}
 
-    def obtain(self, records, base, experiment_id, device):
+    def obtain(self, records, base, experiment_id, device, batch=()):
         """An Asked, or (spent, reasons) when `proposal_attempts` proposals in a row were refused.
+        `batch`: the Asked already chosen for experiments running beside this one on the same
+        head; a proposal equal to one of them is refused and asked again, told what they are.
         ProposalError from the proposer itself (nothing left to propose) propagates."""
         base_files = self.files_at(base)
         tried = {r.get("diff_hash") for r in records if r.get("parent") == base and r.get("diff_hash")}
-        repair = self.repair_due(records, base)
+        tried |= {a.digest for a in batch}
+        running = tuple(a.proposal.description for a in batch)
+        repair = None if batch else self.repair_due(records, base)  # one repair per crash, not one per slot
         proposal, waited = (None, 0.0) if repair else self._take(base, base_files)
         spent = {"proposer": getattr(self.proposer, "name", "?"), "tokens": {}, "usd": 0.0, "attempts": 0,
                  "warnings": [], "wait_s": round(waited, 2)}
-        feedback, avoid, reasons = [], set(), []
+        feedback, reasons = [], []
+        avoid = {((a.proposal.change or {}).get("name"), (a.proposal.change or {}).get("new")) for a in batch}
+        extra = {"running": running} if running else {}
         for attempt in range(max(1, int(self.config.proposal_attempts))):
             if proposal is None:
                 started = self.clock()
                 proposal = self._ask(base, base_files, records, experiment_id, device, avoid=avoid,
-                                     feedback=tuple(feedback), repair=repair)
+                                     feedback=tuple(feedback), repair=repair, **extra)
                 spent["wait_s"] = round(spent["wait_s"] + self.clock() - started, 2)
             _add(spent, proposal.meta or {})
             try:
@@ -149,6 +157,26 @@ class ProposalSource:
                 avoid.add((change.get("name"), change.get("new")))
                 proposal = None
         return spent, reasons
+
+    def reapply(self, asked, old_base, new_base, records, batch=()):
+        """`asked`'s change moved from `old_base` onto `new_base` and validated there again: an
+        Asked (the proposal is not asked for again), or the reason it cannot be."""
+        base_files = self.files_at(new_base)
+        files = rebase_files(self.files_at(old_base), asked.proposal.files, base_files)
+        if files is None:
+            return "it no longer applies on the new head (the winner changed the same lines)"
+        proposal = dataclasses.replace(asked.proposal, files=files,
+                                       meta=dict(asked.proposal.meta or {}, rebased_from=old_base))
+        tried = {r.get("diff_hash") for r in records if r.get("parent") == new_base and r.get("diff_hash")}
+        try:
+            digest = validate(proposal, base_files, self.config.editable, self.config.harness,
+                              tried | {a.digest for a in batch}, max_file_bytes=self.config.max_file_bytes,
+                              allowed_calls=tuple(self.config.allowed_calls))
+        except ProposalError as exc:
+            return f"re-applied on the new head it is refused: {exc}"
+        spent = {"proposer": asked.spent.get("proposer", "?"), "tokens": {}, "usd": 0.0, "attempts": 0,
+                 "warnings": [], "wait_s": 0.0, "rebased_from": old_base}
+        return Asked(proposal, digest, spent)
 
 
 def _add(spent, meta):

@@ -154,7 +154,7 @@ class Publisher:
     def reconcile(self, records):
         """Finish what a killed run left: the last experiments' PRs and orphaned running PRs."""
         experiments = [r for r in records if r.get("kind") == "experiment"]
-        for record in experiments[-RECONCILE_LAST:]:
+        for record in experiments[-max(RECONCILE_LAST, int(self.config.parallel) + 1):]:  # a batch in flight
             if self.kept_only and record["status"] != "keep":
                 continue
             before = [r for r in records if r["status"] == "keep" and r["commit"] == record.get("parent")]

@@ -64,10 +64,10 @@ def top_up_head(loop, records, reference):
 def record_runs(loop, records, target, runs):
     """Run `target`'s commit `runs` times with fresh seeds; append and return the pooled row."""
     exp_id = int(target["id"])
-    new_id = loop._next_id(records)
+    new_id = loop.next_id(records)
     loop.events("reproduce-start", id=new_id, of=exp_id, runs=runs, commit=target["commit"])
     # replicate numbers from 1: never the configured seed, fresh for this row's id
-    new_runs, result = measure(loop._evaluate_seed, new_id, target["commit"], loop.config.seed, runs, first=1)
+    new_runs, result = measure(loop.evaluate_seed, new_id, target["commit"], loop.config.seed, runs, first=1)
     segment = [r for r in records if same_segment(r, loop.key)]
     pooled = pooled_values(target, records) + [r["metric"] for r in new_runs if r["metric"] is not None]
     sigma = segment_sigma(segment + [{"replicates": new_runs}])
