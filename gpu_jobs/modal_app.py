@@ -296,8 +296,12 @@ def prepare(data, files, environ=None, *, data_dir=DATA_MOUNT):
 # ---------------------------------------------------------------------------
 
 # What every experiment gets unless the runner overrides gpu and timeout (Function.with_options).
+# A warm container serves the night's experiments one after another (Modal queues the calls): it
+# waits this long for the next, longer than the bot's gap between two runs (a proposal the model
+# is still writing, a confirmation run); a longer gap pays a cold start, a shorter idle costs less.
+SCALEDOWN_SECONDS = 240
 GPU_FUNCTION = {"gpu": DEFAULT_GPU, "timeout": function_timeout(), "block_network": True,
-                "restrict_modal_access": True, "secrets": [],
+                "restrict_modal_access": True, "secrets": [], "scaledown_window": SCALEDOWN_SECONDS,
                 "volumes": {DATA_MOUNT: data_volume.with_mount_options(read_only=True), COMPILE_MOUNT: compile_volume}}
 
 

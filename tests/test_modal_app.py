@@ -44,6 +44,8 @@ def test_the_gpu_function_settings():
     assert (cache.name, cache.read_only) == ("autoresearch-compile-cache", False)
     assert set(info.volumes) == {DATA_MOUNT, COMPILE_MOUNT} and info.cloud_bucket_mounts == {}
     assert modal_app.app.name == "autoresearch-bot"
+    # a warm container waits for the next experiment longer than the bot's gap between runs
+    assert modal_app.GPU_FUNCTION["scaledown_window"] == modal_app.SCALEDOWN_SECONDS == 240
 
 
 def test_the_data_function_settings():
