@@ -54,7 +54,7 @@ def _fork_layout(train, prepare, pyproject, has_uv_lock):
     budget = _int_constant(prepare, "TIME_BUDGET") or 300
     timeout = budget + max(300, budget)  # compile and evaluation come on top of the training budget
     cuda_only = "cuda" in train and "is_available()" not in train
-    packages = _dependencies(pyproject)
+    packages = dependencies(pyproject)
     text = _header("a karpathy/autoresearch fork, unmodified") + f"""\
 editable: [train.py]         # prepare.py stays as it is (experiments cannot change it)
 harness: []                  # trust mode: its prepare.py writes no result file for the bot, so the
@@ -103,7 +103,7 @@ def _int_constant(source, name):
     return int(match.group(1)) if match else None
 
 
-def _dependencies(pyproject):
+def dependencies(pyproject):
     """The `dependencies = [...]` list of a pyproject.toml, as pip arguments (no toml parser needed)."""
     block = re.search(r"^dependencies\s*=\s*\[(.*?)\]", pyproject, re.M | re.S)
     if not block:

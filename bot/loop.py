@@ -17,6 +17,7 @@ from bot import __version__
 from bot.decide import CRASH, GATE_FAILED, KEEP
 from bot.errors import BotError, ProposalError, RepoError
 from bot.hints import crash_hint
+from bot.init import dependencies
 from bot.ledger import next_experiment_id
 from bot.proposal import is_editable
 from bot.proposing import ProposalSource
@@ -255,7 +256,8 @@ class ResearchLoop:
                 f"(full log: {record['log_path']}) and rerun `bot run`."
             )
         if status == CRASH:
-            hint = crash_hint(result.log_tail)  # a missing package or GPU is not train.py's fault
+            # a missing package or GPU is not train.py's fault: say so, with the packages it declares
+            hint = crash_hint(result.log_tail, dependencies(self.git.read_file(head, "pyproject.toml") or ""))
             raise BotError(
                 f"the baseline crashed: {result.reason}\n{result.log_tail[-1500:]}\n"
                 + (f"Cause: {hint} (full log: {record['log_path']})" if hint else

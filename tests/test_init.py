@@ -100,6 +100,11 @@ def test_a_fork_is_told_its_packages_and_its_data_step():
     assert "uv run prepare.py" in steps and "~/.cache/autoresearch" in steps
 
 
+def test_a_missing_package_hint_names_what_the_repository_declares():
+    hint = crash_hint("ModuleNotFoundError: No module named 'kernels'", ["'kernels>=0.11.7'", "rustbpe"])
+    assert "pip install 'kernels>=0.11.7' rustbpe" in hint and "pyproject.toml declares" in hint
+
+
 @pytest.mark.parametrize("tail, words", [
     ("Traceback ...\nModuleNotFoundError: No module named 'kernels'\n", ["`kernels`", "pip install kernels",
                                                                           "autoresearch fork"]),
