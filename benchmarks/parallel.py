@@ -38,26 +38,9 @@ from bot.loop import ResearchLoop
 from bot.parallel import BatchLoop
 from bot.proposal import Proposal
 from bot.runners import RunResult
+from standins import SleepingHandle
 
 MARK = 'BEHAVIOUR = "ok"'
-
-
-class SleepingHandle:
-    def __init__(self, seconds, result, spans):
-        self._done, self._result = threading.Event(), result
-        started = time.monotonic()
-
-        def work():
-            time.sleep(seconds)
-            spans.append((started, time.monotonic()))
-            self._done.set()
-        threading.Thread(target=work, daemon=True).start()
-
-    def result(self, timeout=None):
-        return self._result if self._done.wait(timeout) else None
-
-    def cancel(self):
-        pass
 
 
 class SleepingRunner:

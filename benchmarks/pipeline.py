@@ -33,26 +33,7 @@ from bot.loop import ResearchLoop  # noqa: E402
 from bot.proposers.anthropic import AnthropicProposer  # noqa: E402
 from bot.proposers.offline import OfflineProposer  # noqa: E402
 from bot.runners import RunResult  # noqa: E402
-
-
-class SleepingHandle:
-    def __init__(self, seconds, metric, spans):
-        self._done = threading.Event()
-        self._result = RunResult(status="ok", metric=metric, summary={"val_bpb": metric}, device="cpu",
-                                 timings={"total_s": seconds})
-        started = time.monotonic()
-
-        def work():
-            time.sleep(seconds)
-            spans.append((started, time.monotonic()))
-            self._done.set()
-        threading.Thread(target=work, daemon=True).start()
-
-    def result(self, timeout=None):
-        return self._result if self._done.wait(timeout) else None
-
-    def cancel(self):
-        pass
+from standins import SleepingHandle  # noqa: E402
 
 
 class SleepingRunner:
@@ -65,7 +46,9 @@ class SleepingRunner:
     def submit(self, experiment):
         self.count += 1
         metric = 3.0 - 0.01 * (self.count // 2) if self.count % 2 == 0 else 3.5
-        return SleepingHandle(self.seconds, metric, self.spans)
+        result = RunResult(status="ok", metric=metric, summary={"val_bpb": metric}, device="cpu",
+                           timings={"total_s": self.seconds})
+        return SleepingHandle(self.seconds, result, self.spans)
 
 
 def answerer(delay):
