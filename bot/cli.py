@@ -3,14 +3,13 @@
 import functools
 import os
 import sys
-import threading
 
 import click
 
 from bot import __version__
 from bot.config import load_config, with_overrides
 from bot.errors import BotError
-from bot.summary import progress_fraction
+from bot.cli_output import ProgressBar, printer
 
 
 def _ledger_dir(root, config):
@@ -33,122 +32,6 @@ def _ignore_state_dir(root):
         text = exclude.read_text() if exclude.exists() else ""
         if ".autoresearch/" not in text.split():
             exclude.write_text(text + ("" if text.endswith("\n") or not text else "\n") + ".autoresearch/\n")
-
-
-class ProgressBar:
-    """One self-rewriting line on a terminal; silent when output is not a terminal."""
-
-    def __init__(self, stream=None, clock=None):
-        import time
-
-        self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty()
-        self.label = ""
-        self.lock = threading.Lock()
-        self.clock = clock or time.monotonic
-        self.started = self.clock()
-
-    def start(self, label):
-        self.label = label
-        self.started = self.clock()
-        self.draw(0.0)
-
-    def on_line(self, line):
-        fraction = progress_fraction(line)
-        if fraction is not None:
-            self.draw(fraction)
-
-    def draw(self, fraction):
-        if not self.enabled:
-            return
-        filled = int(round(fraction * 30))
-        with self.lock:
-            self.stream.write(f"\r  [{'#' * filled}{'.' * (30 - filled)}] {fraction:5.1%}{self.remaining(fraction)} "
-                              f"{self.label[:50]}\033[K")
-            self.stream.flush()
-
-    def remaining(self, fraction):
-        """' ~42 s left' from the pace so far (training only: start-up and evaluation come on top)."""
-        elapsed = self.clock() - self.started
-        if fraction < 0.02 or elapsed <= 0:
-            return ""
-        return f" ~{elapsed * (1 - fraction) / fraction:.0f} s left"
-
-    def clear(self):
-        if self.enabled:
-            with self.lock:
-                self.stream.write("\r" + " " * 100 + "\r")
-                self.stream.flush()
-
-
-def _printer(bar, metric):
-    from bot.report import seconds_text
-
-    reproducing = {}  # the reproduce row being measured: its runs are numbered 1..N
-
-    def on_event(kind, **facts):
-        bar.clear()  # a message never shares the progress bar's line
-        if kind == "tracking-created":
-            click.echo(f"Created tracking branch {facts['branch']} at {facts['commit'][:7]}")
-        elif kind == "tracking-moved":
-            click.echo(f"Moved tracking branch {facts['branch']} from {facts['old'][:7]} to your HEAD "
-                       f"{facts['commit'][:7]} (it held no kept experiment yet)")
-        elif kind == "resume":
-            ref = facts["reference"]
-            click.echo(f"Resuming: {facts['experiments']} ledger row(s); tracking head {ref['commit'][:7]} "
-                       f"measured at {metric} {ref['metric']:.6f} (experiment {int(ref['id']):04d})")
-        elif kind == "baseline-start":
-            click.echo(f"Baseline {facts['id']:04d}: measuring the tracking head {facts['commit'][:7]}")
-            bar.start("baseline")
-        elif kind == "experiment-start":
-            click.echo(f"Experiment {facts['id']:04d}: {facts['description']}")
-            spent = facts.get("proposal") or {}
-            if spent.get("model"):
-                tokens = spent.get("tokens") or {}
-                click.echo(f"  proposed by {spent['model']} in {spent.get('attempts', 1)} attempt(s): "
-                           f"{sum(tokens.values()):,} tokens ({tokens.get('cache_read', 0):,} cached), ${spent.get('usd', 0):.4f}"
-                           + (f", repairing {int(spent['repair_of']):04d}" if spent.get("repair_of") is not None else ""))
-            for warning in spent.get("warnings") or ():
-                click.echo(f"  warning: {warning}")
-            bar.start(facts["description"])
-        elif kind == "proposal-wait":
-            if facts["seconds"] >= 1:
-                click.echo(f"  waited {facts['seconds']:.1f} s for the proposer")
-        elif kind == "proposal-stale":
-            click.echo(f"  the prepared proposal ({facts['description']}) no longer applies to the new head; asking again")
-        elif kind == "replicate-start":
-            if reproducing.get("id") == facts["id"]:
-                reproducing["done"] += 1
-                click.echo(f"  run {reproducing['done']} of {reproducing['runs']} with seed {facts['seed']}")
-            else:
-                click.echo(f"  run {facts['replicate'] + 1} of {facts['id']:04d} with seed {facts['seed']}")
-            bar.start(f"replicate {facts['replicate'] + 1}")
-        elif kind == "run-reused":
-            click.echo(f"  run {facts['replicate'] + 1} of {facts['id']:04d}: taken from before the last stop "
-                       f"(seed {facts['seed']}, same files and settings)")
-        elif kind == "reproduce-start":
-            reproducing.update(id=facts["id"], runs=facts["runs"], done=0)
-            click.echo(f"Reproducing {facts['of']:04d} ({facts['commit'][:7]}) with {facts['runs']} fresh seed(s) "
-                       f"as {facts['id']:04d}")
-        elif kind == "proposal-refused":
-            click.echo(f"  refused proposal ({facts['description']}): {facts['reason']}")
-        elif kind == "result":
-            bar.clear()
-            r = facts["record"]
-            value = f"{metric} {r['metric']:.6f}" if r.get("metric") is not None else "no metric"
-            seconds = (r.get("timings") or {}).get("total_s")
-            took = f" in {seconds_text(seconds)}" if isinstance(seconds, (int, float)) else ""
-            which = f"{int(r['id']):04d} " if facts.get("batch") else ""  # --parallel: results follow the starts
-            click.echo(f"  -> {which}{r['status']}: {value}{took} ({r['reason']})")
-            for flag in r.get("flags") or ():
-                click.echo(f"     note: {flag}")
-        elif kind == "reconciled":
-            click.echo(f"Finished an interrupted keep: tracking moved to {facts['record']['commit'][:7]}")
-        elif kind == "warning":
-            click.echo(f"warning: {facts['message']}", err=True)
-        elif kind == "stop":
-            click.echo(f"Stopped: {facts['reason']}")
-    return on_event
 
 
 def _friendly_errors(command):
@@ -239,7 +122,7 @@ def run(local, iterations, parallel, hours, budget, tag, repo, config_path, gith
             from bot.cli_github import github_mode
 
             ledger, publisher = github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger,
-                                             _printer(bar, config.metric), review_bound=review_bound,
+                                             printer(bar, config.metric), review_bound=review_bound,
                                              delete_closed_branches=delete_closed_branches) or (ledger, None)
         if publisher and config.parallel == 1:  # PRs, labels and merges are written while the next experiment
             # trains (--parallel writes them itself, on this thread, while each batch trains)
@@ -247,7 +130,7 @@ def run(local, iterations, parallel, hours, budget, tag, repo, config_path, gith
 
             publisher = BackgroundPublisher(publisher)
         loop = ResearchLoop(config, git, runner, proposer,
-                            ledger, events=_printer(bar, config.metric), publisher=publisher)
+                            ledger, events=printer(bar, config.metric), publisher=publisher)
         click.echo(f"autoresearch-bot {__version__}: {git.root}, tag {config.tag}, budget {config.budget_seconds:g} s, "
                    f"{runner_words(runner)}" + (f" ({config.parallel} experiments at once)" if config.parallel > 1 else "")
                    + f", isolation {runner.isolation}, proposer {proposer.name}"
@@ -415,7 +298,7 @@ def reproduce(experiment_id, runs, local, budget, tag, repo, config_path, no_iso
     runner = build_runner(config, bar.on_line, git, no_isolation=no_isolation,
                           warn=lambda line: click.echo(line, err=True), state_dir=_ledger_dir(git.root, config))
     loop = ResearchLoop(config, git, runner, None, ledger,
-                        events=_printer(bar, config.metric))
+                        events=printer(bar, config.metric))
     row = run_reproduce(loop, experiment_id, runs)
     click.echo(f"{int(row['id']):04d}: {row['reason']}")
 

@@ -6,7 +6,8 @@ import uuid
 
 import click
 
-from bot.cli import ProgressBar, _friendly_errors, _ledger_dir, _open, _printer
+from bot.cli import _friendly_errors, _ledger_dir, _open
+from bot.cli_output import ProgressBar, printer as event_printer
 from bot.errors import BotError
 from bot.lease import lease_ttl
 
@@ -131,7 +132,7 @@ def command(event_path, local, github_repo, bot_login, writes_per_minute, queue,
         return
     git, config = _open(repo, config_path, tag=tag, runner="local" if local else None)
     bar = ProgressBar()
-    printer = _printer(bar, config.metric)
+    printer = event_printer(bar, config.metric)
     if queue:  # only records the command: no GPU and no Modal token needed
         from bot.runners import RecordOnlyRunner
 

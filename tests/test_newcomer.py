@@ -260,7 +260,7 @@ def test_bot_report_without_matplotlib_writes_the_markdown(tmp_path, monkeypatch
 def test_the_progress_bar_shows_time_left_and_messages_get_their_own_line():
     import io
 
-    from bot.cli import ProgressBar, _printer
+    from bot.cli_output import ProgressBar, printer
 
     class Terminal(io.StringIO):
         def isatty(self):
@@ -273,7 +273,7 @@ def test_the_progress_bar_shows_time_left_and_messages_get_their_own_line():
     now[0] += 30
     bar.on_line("step 00010 (25.0%) | loss: 3.2")
     assert "~90 s left" in stream.getvalue().rsplit("\r", 1)[-1]
-    on_event = _printer(bar, "val_bpb")
+    on_event = printer(bar, "val_bpb")
     on_event("warning", message="something")
     assert stream.getvalue().endswith("\r" + " " * 100 + "\r")  # cleared before the message is written
 
