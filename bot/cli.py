@@ -1,50 +1,14 @@
 """The `bot` command. The only module that reads the environment and builds real clients."""
 
-import functools
 import os
 import sys
 
 import click
 
 from bot import __version__
-from bot.config import load_config, with_overrides
-from bot.errors import BotError
+from bot.cli_common import friendly_errors, ledger_dir, open_repo
 from bot.cli_output import ProgressBar, printer
-
-
-def _ledger_dir(root, config):
-    return root / ".autoresearch" / config.tag
-
-
-def _open(repo, config_path, **overrides):
-    from bot.gitops import GitRepo
-
-    git = GitRepo(repo)
-    config = with_overrides(load_config(git.root, os.environ, config_path), **overrides)
-    _ignore_state_dir(git.root)
-    return git, config
-
-
-def _ignore_state_dir(root):
-    """Keep .autoresearch/ out of `git status` even in repos whose .gitignore lacks it."""
-    exclude = root / ".git" / "info" / "exclude"
-    if exclude.parent.is_dir():
-        text = exclude.read_text() if exclude.exists() else ""
-        if ".autoresearch/" not in text.split():
-            exclude.write_text(text + ("" if text.endswith("\n") or not text else "\n") + ".autoresearch/\n")
-
-
-def _friendly_errors(command):
-    """BotError → ClickException: the message, no traceback, exit code 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args, **kwargs):
-        try:
-            return command(*args, **kwargs)
-        except BotError as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
+from bot.errors import BotError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -75,7 +39,7 @@ def cli():
 @click.option("--review-bound", type=click.FloatRange(min=0, min_open=True), help="GitHub mode: a keep better by more than this fraction (0.05 = 5%) is held for review, not merged.")
 @click.option("--delete-closed-branches", is_flag=True, help="GitHub mode: delete the branches of discarded/crashed PRs (GitHub keeps their commits under the PR).")
 @click.option("--no-isolation", is_flag=True, help="Run experiments without the sandbox (GitHub mode refuses to otherwise when none can start).")
-@_friendly_errors
+@friendly_errors
 def run(local, iterations, parallel, hours, budget, tag, repo, config_path, github_repo, no_github, kept_only, writes_per_minute,
         review_bound, delete_closed_branches, no_isolation):
     """Measure a baseline, then run experiments until a limit is reached.
@@ -96,12 +60,12 @@ def run(local, iterations, parallel, hours, budget, tag, repo, config_path, gith
     from bot.ledger import Ledger
     from bot.loop import Interrupted, ResearchLoop
 
-    git, config = _open(repo, config_path, budget_seconds=budget, tag=tag,
+    git, config = open_repo(repo, config_path, budget_seconds=budget, tag=tag,
                         runner="local" if local else None, parallel=parallel)
     from bot.runlock import RunLock
 
     # held until this command returns or the process ends (the kernel drops it on any exit)
-    lock = RunLock(_ledger_dir(git.root, config), config.tag).acquire("bot run")
+    lock = RunLock(ledger_dir(git.root, config), config.tag).acquire("bot run")
     ledger = None
     try:
         proposer = _proposer(config, git, warn=lambda line: click.echo(f"warning: {line}", err=True))
@@ -114,9 +78,9 @@ def run(local, iterations, parallel, hours, budget, tag, repo, config_path, gith
         # and a Modal runner without a token fails at once.
         runner = build_runner(config, bar.on_line, git, github=not no_github and github_applies(git, github_repo),
                               no_isolation=no_isolation, warn=lambda line: click.echo(line, err=True),
-                              state_dir=_ledger_dir(git.root, config))
-        ledger_dir = _ledger_dir(git.root, config)
-        ledger = Ledger(ledger_dir, config.metric)
+                              state_dir=ledger_dir(git.root, config))
+        state_dir = ledger_dir(git.root, config)
+        ledger = Ledger(state_dir, config.metric)
         publisher = None
         if not no_github:
             from bot.cli_github import github_mode
@@ -246,7 +210,7 @@ def _status_text(ledger, config):
 @click.option("--tag", help="Run name (default: tag in autoresearch.yaml, else `default`).")
 @click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file.")
-@_friendly_errors
+@friendly_errors
 def status(tag, repo, config_path):
     """Print the ledger as a table, with the best result and kept/discarded/crashed counts.
 
@@ -257,8 +221,8 @@ def status(tag, repo, config_path):
     """
     from bot.ledger import Ledger
 
-    git, config = _open(repo, config_path, tag=tag)
-    ledger = Ledger(_ledger_dir(git.root, config), config.metric)
+    git, config = open_repo(repo, config_path, tag=tag)
+    ledger = Ledger(ledger_dir(git.root, config), config.metric)
     click.echo(_status_text(ledger, config))
     for warning in ledger.warnings:
         click.echo(f"warning: {warning}", err=True)
@@ -273,7 +237,7 @@ def status(tag, repo, config_path):
 @click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file.")
 @click.option("--no-isolation", is_flag=True, help="Run without the sandbox.")
-@_friendly_errors
+@friendly_errors
 def reproduce(experiment_id, runs, local, budget, tag, repo, config_path, no_isolation):
     """Re-run experiment EXPERIMENT_ID's exact commit with fresh seeds and pool the samples.
 
@@ -290,13 +254,13 @@ def reproduce(experiment_id, runs, local, budget, tag, repo, config_path, no_iso
     from bot.loop import ResearchLoop
     from bot.reproduce import reproduce as run_reproduce
 
-    git, config = _open(repo, config_path, budget_seconds=budget, tag=tag, runner="local" if local else None)
+    git, config = open_repo(repo, config_path, budget_seconds=budget, tag=tag, runner="local" if local else None)
     from bot.cli_runner import build_runner
 
     bar = ProgressBar()
-    ledger = Ledger(_ledger_dir(git.root, config), config.metric)
+    ledger = Ledger(ledger_dir(git.root, config), config.metric)
     runner = build_runner(config, bar.on_line, git, no_isolation=no_isolation,
-                          warn=lambda line: click.echo(line, err=True), state_dir=_ledger_dir(git.root, config))
+                          warn=lambda line: click.echo(line, err=True), state_dir=ledger_dir(git.root, config))
     loop = ResearchLoop(config, git, runner, None, ledger,
                         events=printer(bar, config.metric))
     row = run_reproduce(loop, experiment_id, runs)
@@ -309,7 +273,7 @@ def reproduce(experiment_id, runs, local, budget, tag, repo, config_path, no_iso
 @click.option("--tag", help="Run name (default: tag in autoresearch.yaml, else `default`).")
 @click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file.")
-@_friendly_errors
+@friendly_errors
 def report(out, no_plot, tag, repo, config_path):
     """Write progress.png (every experiment a point, kept ones labelled, the head as a step
     line) and report.md (headline numbers and a table), and print the markdown.
@@ -324,8 +288,8 @@ def report(out, no_plot, tag, repo, config_path):
     from bot.ledger import Ledger
     from bot.progress import markdown_report, progress_points
 
-    git, config = _open(repo, config_path, tag=tag)
-    ledger = Ledger(_ledger_dir(git.root, config), config.metric)
+    git, config = open_repo(repo, config_path, tag=tag)
+    ledger = Ledger(ledger_dir(git.root, config), config.metric)
     records = ledger.read()
     if not records:
         raise BotError("the ledger is empty: run `bot run --local` first")

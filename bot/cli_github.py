@@ -6,7 +6,7 @@ import uuid
 
 import click
 
-from bot.cli import _friendly_errors, _ledger_dir, _open
+from bot.cli_common import friendly_errors, ledger_dir, open_repo
 from bot.cli_output import ProgressBar, printer as event_printer
 from bot.errors import BotError
 from bot.lease import lease_ttl
@@ -97,7 +97,7 @@ def _holder():
 @click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository checkout.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file.")
 @click.option("--no-isolation", is_flag=True, help="Run a retry without the sandbox when none can start here.")
-@_friendly_errors
+@friendly_errors
 def command(event_path, local, github_repo, bot_login, writes_per_minute, queue, tag, repo, config_path, no_isolation):
     """Act on a `/autoresearch ...` comment on an experiment PR (needs GITHUB_TOKEN).
 
@@ -130,7 +130,7 @@ def command(event_path, local, github_repo, bot_login, writes_per_minute, queue,
     if reason:  # most comments: answer before touching GitHub or git at all
         click.echo(f"ignored: {reason}")
         return
-    git, config = _open(repo, config_path, tag=tag, runner="local" if local else None)
+    git, config = open_repo(repo, config_path, tag=tag, runner="local" if local else None)
     bar = ProgressBar()
     printer = event_printer(bar, config.metric)
     if queue:  # only records the command: no GPU and no Modal token needed
@@ -141,10 +141,10 @@ def command(event_path, local, github_repo, bot_login, writes_per_minute, queue,
         from bot.cli_runner import build_runner
 
         runner = build_runner(config, bar.on_line, git, github=True, no_isolation=no_isolation,
-                              state_dir=_ledger_dir(git.root, config))
+                              state_dir=ledger_dir(git.root, config))
     # No reconcile here: a `bot run` may be mid-experiment in another job; its PRs are its own.
     mode = github_mode(git, config, github_repo, False, writes_per_minute,
-                       Ledger(_ledger_dir(git.root, config), config.metric), printer, reconcile=False)
+                       Ledger(ledger_dir(git.root, config), config.metric), printer, reconcile=False)
     if mode is None:
         raise BotError("`bot command` needs GitHub: set GITHUB_TOKEN and GITHUB_REPOSITORY (or --github OWNER/NAME)")
     ledger, publisher = mode
@@ -170,7 +170,7 @@ def ledger():
 @click.option("--tag", help="Run name (default: tag in autoresearch.yaml).")
 @click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository checkout.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file.")
-@_friendly_errors
+@friendly_errors
 def ledger_rebuild(github_repo, tag, repo, config_path):
     """Rebuild the ledger from the hidden markers in the bot's PRs and push it to the ledger branch.
 
@@ -184,8 +184,8 @@ def ledger_rebuild(github_repo, tag, repo, config_path):
     from bot.ledger import Ledger
     from bot.rebuild import rebuild
 
-    git, config = _open(repo, config_path, tag=tag)
-    mode = github_mode(git, config, github_repo, False, 8, Ledger(_ledger_dir(git.root, config), config.metric),
+    git, config = open_repo(repo, config_path, tag=tag)
+    mode = github_mode(git, config, github_repo, False, 8, Ledger(ledger_dir(git.root, config), config.metric),
                         lambda kind, **facts: None, reconcile=False)
     if mode is None:
         raise BotError("`bot ledger rebuild` needs GitHub: set GITHUB_TOKEN and GITHUB_REPOSITORY (or --github)")

@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from bot import __version__
+from bot import __version__, scratch
 from bot.decide import CRASH, GATE_FAILED, KEEP
 from bot.errors import BotError, ProposalError, RepoError
 from bot.hints import crash_hint
@@ -23,9 +23,15 @@ from bot.proposal import is_editable
 from bot.proposing import ProposalSource
 from bot.replicates import head_values, judge, measure, segment_sigma
 from bot.report import spent_usd
+from bot.reproduce import top_up_head
+from bot.rows import (
+    STATUS_INVALID,
+    comparability_key,
+    experiment_row,
+    invalid_row,
+    same_segment,
+)
 from bot.runcache import RunCache
-from bot.rows import STATUS_INVALID, comparability_key, experiment_row, invalid_row, same_segment
-from bot import scratch
 from bot.runners import Experiment
 
 
@@ -158,8 +164,6 @@ class ResearchLoop:
             reference = self._baseline(records, head)
             return self.ledger.read(), reference
         self.events("resume", reference=reference, experiments=len(records))
-        from bot.reproduce import top_up_head  # imports this module
-
         if top_up_head(self, records, reference) is not None:
             records = self.ledger.read()
         return records, reference

@@ -9,8 +9,8 @@ row's evidence says whether the change still clears the noise against its parent
 
 from bot.decide import decide_noise_aware, mean
 from bot.errors import BotError
-from bot.rows import same_segment
 from bot.replicates import head_values, measure, params_from, segment_sigma
+from bot.rows import same_segment
 
 REPRODUCED = "reproduced"
 
