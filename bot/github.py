@@ -23,6 +23,8 @@ STATUS_LABELS = {
     "reverted": ("cccccc", "autoresearch: kept, then undone on the tracking branch by /autoresearch revert"),
 }
 EXCLUSIVE = ("running", "kept", "discarded", "crashed", "gate-failed")
+# GitHub's answer to a draft PR in a private repository on a Free or Pro plan (422).
+DRAFTS_REFUSED = "draft pull requests are not supported"
 
 
 class GitHubError(BotError):
@@ -64,6 +66,7 @@ class GitHub:
         self.repo = repo
         self.sleep, self.attempts, self.backoff = sleep, attempts, backoff
         self._labels = set()
+        self.drafts = None  # False once GitHub refused a draft PR: later PRs of this run open as normal PRs
 
     def _call(self, action, lookup=None, what="request"):
         """Run `action`; on a retryable error wait, check `lookup` (did it happen?), retry."""
@@ -127,11 +130,14 @@ class GitHub:
 
     # ---- pull requests ---------------------------------------------------------------------
 
-    def find_pr(self, head, base=None):
+    def find_pr(self, head, base=None, state="all"):
+        """The PR from `head` (into `base`): the open one if any, else the newest.
+
+        Chosen by state and number, never by list position: GitHub lists newest first."""
         owner = self.repo.owner.login
-        pulls = self._call(lambda: list(self.repo.get_pulls(state="all", head=f"{owner}:{head}")), what="listing PRs")
+        pulls = self._call(lambda: list(self.repo.get_pulls(state=state, head=f"{owner}:{head}")), what="listing PRs")
         pulls = [p for p in pulls if base is None or p.base.ref == base]
-        return pulls[-1] if pulls else None
+        return max(pulls, key=lambda p: (p.state == "open", p.number)) if pulls else None
 
     def pulls_with_label(self, label="autoresearch"):
         return [p for p in self._call(lambda: list(self.repo.get_pulls(state="all")), what="listing PRs")
@@ -140,13 +146,31 @@ class GitHub:
     def get_pr(self, number):
         return self._call(lambda: self.repo.get_pull(number), what=f"reading PR #{number}")
 
-    def ensure_pr(self, head, base, title, body, draft=False):
-        lookup = lambda: self.find_pr(head, base)  # noqa: E731
+    def ensure_pr(self, head, base, title, body, draft=False, state="all"):
+        """The PR from `head` into `base` (state="open": only an open one counts), created if missing."""
+        lookup = lambda: self.find_pr(head, base, state)  # noqa: E731
         found = lookup()
         if found is not None:
             return found
-        return self._write(lambda: self.repo.create_pull(base=base, head=head, title=title, body=body, draft=draft),
-                           lookup, f"opening a PR from {head}")
+        return self._write(lambda: self._create_pr(head, base, title, body, draft), lookup, f"opening a PR from {head}")
+
+    def _create_pr(self, head, base, title, body, draft):
+        """GitHub refuses drafts in private repositories on Free and Pro plans (422): open a
+        normal PR instead, and remember, so the rest of the run does not ask again."""
+        from github import GithubException
+
+        draft = draft and self.drafts is not False
+        try:
+            return self.repo.create_pull(base=base, head=head, title=title, body=body, draft=draft)
+        except GithubException as exc:
+            if not (draft and exc.status == 422 and DRAFTS_REFUSED in str(exc.data).lower()):
+                raise
+        self.drafts = False
+        return self.repo.create_pull(base=base, head=head, title=title, body=body, draft=False)
+
+    def web_url(self):
+        """The repository's page (https://github.com/OWNER/NAME), for links in PR bodies."""
+        return self.repo.html_url
 
     def update_pr(self, pr, title=None, body=None, state=None):
         changes = {k: v for k, v in (("title", title), ("body", body), ("state", state))

@@ -19,6 +19,14 @@ COMMANDS_HELP = (
     "`/autoresearch help` list these commands",
 )
 # Fields copied into the experiment marker: enough to rebuild a ledger row without the branch.
+# GitHub refuses PR and issue bodies over 65,536 characters (422). Budgets are counted in UTF-8
+# bytes, never fewer than characters, so a body within one is within the limit however counted.
+BODY_BUDGET = 60_000
+REPORT_ROWS, REPORT_KEPT_ROWS = 100, 50  # newest first; the full table is results.tsv on the ledger branch
+CHANGE_CHARS = 120  # a description in a report row
+DIFF_LINES, DIFF_CHARS = 80, 8_000  # a diff this small is shown whole (collapsed); larger: --stat and a link
+NOISE_FLOOR = 0.02  # a keep bar above 2% of the metric: beyond what nearly any single change gains
+BETTER = {"minimize": "lower is better", "maximize": "higher is better"}
 MARKER_FIELDS = ("id", "kind", "commit", "parent", "branch", "description", "rationale", "change",
                  "diff_hash", "status", "reason", "evidence", "metric_name", "metric", "memory_gb",
                  "run_status", "runner", "seed", "key", "finished_at", "timings", "summary", "samples",
@@ -50,10 +58,19 @@ def pr_title(record):
     return f"autoresearch {int(record['id']):04d}: {record['description']}"[:240]
 
 
-def metric_table(record, reference):
+def _size(text):
+    return len(text.encode("utf-8"))
+
+
+def _direction(record, direction=None):
+    return direction or (record.get("evidence") or {}).get("direction")
+
+
+def metric_table(record, reference, direction=None):
     name = record.get("metric_name") or "metric"
+    better = BETTER.get(_direction(record, direction))
     value, before = record.get("metric"), (reference or {}).get("metric")
-    rows = [f"| | {name} |", "|---|---|",
+    rows = [f"| | {name}{f' ({better})' if better else ''} |", "|---|---|",
             f"| best before ({int(reference['id']):04d}) | {_number(before)} |" if reference else "| best before | – |",
             f"| this run | {_number(value)} |"]
     if isinstance(value, (int, float)) and isinstance(before, (int, float)):
@@ -74,9 +91,48 @@ def run_facts(record):
     timings = record.get("timings") or {}
     device = (record.get("key") or {}).get("device") or summary.get("device") or "–"
     facts = [f"steps {summary.get('num_steps', '–')}", f"training {_number(summary.get('training_seconds'), 1)} s",
-             f"total {_number(timings.get('total_s'), 1)} s", f"memory {_number(record.get('memory_gb'), 1)} GB",
+             f"total {_number(timings.get('total_s'), 1)} s", memory(record),
              f"device {device}", f"runner {record.get('runner', '–')}", gpu_cost(record)]
     return " · ".join(facts)
+
+
+def memory(record):
+    """'memory 1.5 GB', or 'memory –' when nothing was measured (a CPU run reports 0 VRAM)."""
+    gb = record.get("memory_gb")
+    return f"memory {gb:.1f} GB" if isinstance(gb, (int, float)) and gb > 0 else "memory –"
+
+
+def noise_floor(record):
+    """A warning when the bar a change must clear is so high that no plausible change clears it
+    (noise-aware evidence: `threshold` against the head's metric); '' otherwise."""
+    evidence = record.get("evidence") or {}
+    bar, before = evidence.get("threshold"), evidence.get("best_before")
+    if not isinstance(bar, (int, float)) or not isinstance(before, (int, float)) or not before:
+        return ""
+    share = bar / abs(before)
+    if share <= NOISE_FLOOR:
+        return ""
+    cause = ("`min_delta`" if bar == evidence.get("min_delta") else
+             f"the measurement noise (σ {evidence['sigma']:.4f})" if evidence.get("sigma") else "the measurement noise")
+    return (f"> Warning: no plausible change can be kept here. A change must be better by more than {bar:.6f} "
+            f"({share:.1%} of {record.get('metric_name') or 'the metric'}), set by {cause}; single changes rarely "
+            f"gain more than {NOISE_FLOOR:.0%}. Lower the noise: more `replicates`, a longer `budget_seconds`, a "
+            "quieter machine.")
+
+
+def diff_section(stat, diff="", url=None):
+    """A small diff whole, collapsed; a larger one as its --stat and a link to the full diff."""
+    lines = ["### Diff", ""]
+    if stat:
+        lines += ["```", stat.strip(), "```", ""]
+    if diff and len(diff.splitlines()) <= DIFF_LINES and len(diff) <= DIFF_CHARS:
+        # A fence longer than any backtick run in the diff, so the diff cannot close it.
+        fence = "`" * max(3, 1 + max((len(run) for run in re.findall(r"`+", diff)), default=0))
+        lines += ["<details><summary>Full diff</summary>", "", f"{fence}diff", diff.rstrip("\n"), fence, "",
+                  "</details>", ""]
+    elif url:
+        lines += [f"[The full diff]({url})", ""]
+    return lines if len(lines) > 2 else []
 
 
 def gpu_cost(record):
@@ -106,20 +162,31 @@ def proposal_facts(record):
     return "\n\n".join(lines)
 
 
-def pr_body(record, reference, diff_stat="", log_tail="", running=False, retries=()):
-    """The experiment PR's body: what changed, how it measured, what was decided, and why."""
+def pr_body(record, reference, diff_stat="", log_tail="", running=False, retries=(), diff="", diff_url=None,
+            direction=None):
+    """The experiment PR's body: what changed, how it measured, what was decided, and why.
+
+    diff: the change's full diff, shown when small; diff_url: where a larger one can be read."""
+    body = _pr_body(record, reference, diff_stat, log_tail, running, retries, diff, diff_url, direction)
+    if _size(body) > BODY_BUDGET and diff:  # the whole diff is the one optional bulk: link it instead
+        body = _pr_body(record, reference, diff_stat, log_tail, running, retries, "", diff_url, direction)
+    return body
+
+
+def _pr_body(record, reference, diff_stat, log_tail, running, retries, diff, diff_url, direction):
     status = "running" if running else record["status"]
     lines = [f"**{STATUS_WORDS.get(status, status)}**" + ("" if running else f": {record.get('reason', '')}"), ""]
     if running:
         lines += ["Training now; this body is replaced with the result when the run ends.", ""]
     else:
-        lines += [metric_table(record, reference), ""]
+        warning = noise_floor(record)
+        lines += [warning, ""] if warning else []
+        lines += [metric_table(record, reference, direction), ""]
     lines += ["### The change", "", record.get("description") or "", "", record.get("rationale") or "", ""]
     facts = proposal_facts(record)
     if facts:
         lines += [facts, ""]
-    if diff_stat:
-        lines += ["### Diff", "", "```", diff_stat.strip(), "```", ""]
+    lines += diff_section(diff_stat, diff, diff_url)
     if not running:
         lines += ["### Run", "", run_facts(record), ""]
     for number, retry in enumerate(retries, start=1):
@@ -150,23 +217,56 @@ def cumulative_delta(records):
     return kept[-1]["metric"] - baselines[0]["metric"]
 
 
-def report_body(tag, records, pr_links, metric="val_bpb"):
-    """The rolling report: cumulative gain and every experiment of the night, with links."""
+def report_body(tag, records, pr_links, metric="val_bpb", table_url=None, direction=None):
+    """The rolling report: the cumulative gain, the kept changes and the latest experiments,
+    newest first and bounded (a report PR lives for months: GitHub refuses bodies over 65,536
+    characters), with a link to the full table. The marker names the last kept experiment, so a
+    merged or closed report is replaced only when something new was kept."""
     delta = cumulative_delta(records)
     baseline = next((r for r in records if r.get("kind") == "baseline" and r.get("metric") is not None), None)
     kept = [r for r in records if r.get("status") == "keep" and r.get("metric") is not None]
-    lines = [f"Cumulative delta in {metric}: **{delta:+.6f}** "
-             f"({_number(baseline['metric'])} → {_number(kept[-1]['metric'])})" if delta is not None else
-             "No measurement yet.", "",
-             f"Merging this PR brings the kept changes of `autoresearch/{tag}` into the default branch.", "",
-             f"| id | {metric} | delta | status | change | PR |", "|---|---|---|---|---|---|"]
-    for r in (r for r in records if r.get("status") != "note"):  # requests and directions are not runs
+    runs = [r for r in records if r.get("status") != "note"]  # requests and directions are not runs
+    better = BETTER.get(direction)
+    head = [f"Cumulative delta in {metric}{f' ({better})' if better else ''}: **{delta:+.6f}** "
+            f"({_number(baseline['metric'])} → {_number(kept[-1]['metric'])})" if delta is not None else
+            "No measurement yet.", "",
+            f"Merging this PR brings the kept changes of `autoresearch/{tag}` into the default branch.", ""]
+    full = f"[results.tsv]({table_url})" if table_url else "results.tsv on the ledger branch"
+    tail = [f"Every experiment: {full}.", "", marker(REPORT_MARKER, {"tag": tag, "kept": last_kept(records)})]
+    budget = BODY_BUDGET - _size("\n".join(head + tail)) - 1_000  # headings and "N more" lines
+    kept_exp = [r for r in kept if r.get("kind") != "baseline"]
+    sections = []
+    for title, rows, bound in ((f"Kept changes ({len(kept_exp)})", kept_exp, REPORT_KEPT_ROWS),
+                               (f"Latest experiments ({len(runs)} in all)", runs, REPORT_ROWS)):
+        lines, budget = _report_rows(rows[::-1][:bound], pr_links, metric, budget // 2 if not sections else budget)
+        shown = len(lines) - 2
+        more = [f"… and {len(rows) - shown} earlier: {full}.", ""] if shown < len(rows) else []
+        sections += [f"### {title}, newest first", "", *lines, "", *more] if rows else []
+    return "\n".join(head + sections + tail)
+
+
+def last_kept(records):
+    """The id of the last kept change (not the baseline), which the report marker records."""
+    return next((r["id"] for r in reversed(records) if r.get("status") == "keep" and r.get("kind") != "baseline"), None)
+
+
+def _report_rows(records, pr_links, metric, budget):
+    """The table's lines (header included) for as many `records` as fit in `budget` bytes, and
+    what is left of the budget."""
+    lines = [f"| id | {metric} | delta | status | change | PR |", "|---|---|---|---|---|---|"]
+    budget -= _size("\n".join(lines))
+    for r in records:
         delta_r = (r.get("evidence") or {}).get("delta")
         link = f"#{pr_links[r['id']]}" if pr_links.get(r["id"]) else ("baseline" if r.get("kind") == "baseline" else "ledger only")
-        lines.append(f"| {int(r['id']):04d} | {_number(r.get('metric'))} | {_number(delta_r) if delta_r is not None else ''} "
-                     f"| {r['status']} | {(r.get('description') or '').replace('|', '/')} | {link} |")
-    lines += ["", marker(REPORT_MARKER, {"tag": tag})]
-    return "\n".join(lines)
+        change = " ".join((r.get("description") or "").split()).replace("|", "/")
+        change = change if len(change) <= CHANGE_CHARS else change[:CHANGE_CHARS - 1] + "…"
+        row = (f"| {int(r['id']):04d} | {_number(r.get('metric'))} | {_number(delta_r) if delta_r is not None else ''} "
+               f"| {r['status']} | {change} | {link} |")
+        if _size(row) + 1 > budget:
+            break
+        lines.append(row)
+        budget -= _size(row) + 1
+    return lines, budget
 
 
 def comment(kind, text, key):

@@ -8,7 +8,7 @@ creates no duplicate; `reconcile` finishes the steps a killed run left undone.
 
 from bot import messages
 from bot.errors import BotError, RepoError
-from bot.github import StaleError
+from bot.github import GitHubError, StaleError
 
 STATUS_LABEL = {"keep": "kept", "discard": "discarded", "crash": "crashed"}
 RECONCILE_LAST = 3  # a kill leaves at most the last experiment half-published
@@ -26,6 +26,7 @@ class Publisher:
         self.tracking = config.branches["tracking"]
         self.exp_prefix = config.branches["experiment"]
         self.default = None
+        self.said_no_drafts = False  # the draft fallback is logged once per run
 
     # ---- set-up ---------------------------------------------------------------------------
 
@@ -74,9 +75,12 @@ class Publisher:
             return None
         record = {"id": exp_id, "commit": commit, "parent": base, "branch": branch,
                   "description": description, "rationale": rationale, "status": "running"}
-        pr = self.gh.ensure_pr(branch, self.tracking, messages.pr_title(record),
-                               messages.pr_body(record, None, self.git.diff(base, commit, stat=True), running=True),
+        pr = self.gh.ensure_pr(branch, self.tracking, messages.pr_title(record), self.body(record, None, running=True),
                                draft=True)
+        if self.gh.drafts is False and not self.said_no_drafts:
+            self.said_no_drafts = True
+            self.events("warning", message="GitHub refuses draft PRs in this repository (a private repository on a "
+                        "Free or Pro plan): experiment PRs open as normal PRs labelled `running` until decided")
         self.events("gh-step", step="pr-opened", id=exp_id, pr=pr.number)
         self.gh.set_status(pr, "running")
         return pr.number
@@ -105,8 +109,7 @@ class Publisher:
         if record.get("kind") != "experiment" or (self.kept_only and record["status"] != "keep"):
             return
         pr = self.gh.find_pr(record["branch"], self.tracking)
-        body = messages.pr_body(record, reference, self.git.diff(record["parent"], record["commit"], stat=True),
-                                record.get("log_tail") or "")
+        body = self.body(record, reference)
         if pr is None:  # kept-only mode, or the PR was never opened
             self.push(record["branch"], record["commit"])
             pr = self.gh.ensure_pr(record["branch"], self.tracking, messages.pr_title(record), body)
@@ -138,16 +141,57 @@ class Publisher:
             if self.delete_closed_branches and self.gh.branch_sha(record["branch"]) is not None:
                 self.git.git("push", "--quiet", self.remote, "--delete", record["branch"], env=self.push_env)
 
+    def body(self, record, reference, running=False):
+        """The experiment PR's body, with the whole diff when small and a compare link otherwise."""
+        base, commit = record["parent"], record["commit"]
+        return messages.pr_body(record, reference, self.git.diff(base, commit, stat=True),
+                                "" if running else record.get("log_tail") or "", running=running,
+                                diff=self.git.diff(base, commit), diff_url=self.link(f"compare/{base}...{commit}"),
+                                direction=self.config.direction)
+
+    def link(self, path):
+        """A page of this repository on GitHub (never an outside host: repositories may be private)."""
+        return f"{self.gh.web_url()}/{path}"
+
     def update_report(self, records):
-        """Open (once there is a kept change) or update the report PR: tracking → default."""
-        if not any(r.get("kind") == "experiment" and r["status"] == "keep" for r in records):
+        """Open (once there is a kept change) or update the report PR: tracking → default.
+
+        A merged report PR is replaced by a new one, and a closed one reopened, at the next kept
+        change (its marker names the last kept experiment it showed); until then it is left alone."""
+        kept = [r for r in records if r.get("kind") == "experiment" and r["status"] == "keep"]
+        if not kept:
             return None
         links = {r["id"]: r.get("pr") for r in records}
         title = messages.report_title(self.config.tag, records, self.config.direction)
-        body = messages.report_body(self.config.tag, records, links, self.config.metric)
-        pr = self.gh.ensure_pr(self.tracking, self.default or self.gh.default_branch(), title, body)
+        body = messages.report_body(self.config.tag, records, links, self.config.metric,
+                                    table_url=self.link(f"blob/{self.config.branches['ledger']}/results.tsv"),
+                                    direction=self.config.direction)
+        default = self.default or self.gh.default_branch()
+        pr = self.gh.find_pr(self.tracking, default)
+        if pr is not None and pr.state != "open":
+            shown = (messages.parse_marker(pr.body, messages.REPORT_MARKER) or {}).get("kept")
+            if shown == messages.last_kept(records):
+                return pr.number  # nothing kept since it was merged or closed
+            pr = None if pr.merged else self._reopen(pr, title, body)
+        if pr is None:
+            try:
+                pr = self.gh.ensure_pr(self.tracking, default, title, body, state="open")
+            except GitHubError as exc:
+                if "No commits between" not in str(exc):
+                    raise
+                return None  # the default branch has every kept change already
+            self.events("gh-step", step="report-opened", pr=pr.number)
         self.gh.update_pr(pr, title=title, body=body)
         return pr.number
+
+    def _reopen(self, pr, title, body):
+        """Reopen a closed report PR (None when GitHub refuses: a new one is opened instead)."""
+        try:
+            return self.gh.update_pr(pr, title=title, body=body, state="open")
+        except GitHubError as exc:
+            self.events("warning", message=f"the closed report PR #{pr.number} could not be reopened ({exc}); "
+                        "opening a new one")
+            return None
 
     # ---- after a kill ---------------------------------------------------------------------
 

@@ -32,7 +32,7 @@ def test_a_night_opens_a_pr_per_experiment_merges_winners_and_reports(github_wor
         assert pr["merged"] == (record["status"] == "keep")
         assert github_world.bare_sha(pr["head"]) == record["commit"]  # the diff stays reachable
         assert messages.parse_marker(pr["body"])["id"] == record["id"]
-        assert "| delta |" in pr["body"] and "<details>" not in pr["body"] or record["status"] == "crash"
+        assert "| delta |" in pr["body"] and "Log tail" not in pr["body"] or record["status"] == "crash"
     # A kept PR's head is on the tracking branch: it was fast-forwarded, never merge-committed.
     assert all(server.is_ancestor(server.pulls[r["pr"]]["head_sha"], tracking) for r in kept)
     report = [p for p in server.pulls.values() if p["head"] == "autoresearch/default"]

@@ -91,7 +91,7 @@ def test_report_links_prs_and_states_the_cumulative_delta():
     body = messages.report_body("night", records, {1: 11, 2: None})
     assert "**-0.100000**" in body and "| #11 |" in body and "ledger only" in body and "a/b" in body
     assert "| 0003 |" not in body
-    assert messages.parse_marker(body, messages.REPORT_MARKER) == {"tag": "night"}
+    assert messages.parse_marker(body, messages.REPORT_MARKER) == {"tag": "night", "kept": 1}  # the last kept shown
     assert messages.report_title("night", records) == "autoresearch/night: 1 kept, -0.100000 cumulative"
 
 

@@ -6,8 +6,11 @@ requests, labels, comments, reactions and collaborator permissions live in memor
 request and response passes through `Contract` (GitHub's OpenAPI description, pinned subset);
 a violation answers 599 and is kept in `contract.violations`, so a test cannot miss it.
 
-Simulated, not real: authentication (any token is accepted), pagination (one page),
-mergeability, GitHub's own rate limits (faults are injected explicitly with `fail`).
+As github.com (rules and sources in realism.py): list order (pulls newest first), pagination
+(per_page, page, the Link header), the 65,536-character body and comment limit, drafts refused
+in private repositories on Free/Pro plans (`private`, `plan`).
+Simulated, not real: authentication (any token is accepted), mergeability, GitHub's own rate
+limits (faults are injected explicitly with `fail`).
 """
 
 import datetime
@@ -17,6 +20,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, quote, urlsplit
 
+from github_api import realism
 from github_api.contract import Contract, ContractError
 
 
@@ -51,6 +55,9 @@ class FakeGitHub:
         self.faults = []
         self.kills = []
         self.next_number, self.next_id = 1, 1000
+        self.private, self.plan = False, "free"  # drafts: refused when private on free/pro
+        self.response_headers = {}  # set while handling one request (under the lock), e.g. Link
+        self.request_path = ""
         self.httpd = None
 
     # ---- lifecycle ------------------------------------------------------------------------
@@ -124,7 +131,8 @@ class FakeGitHub:
             full_name=f"{self.owner}/{self.name}", owner=self.user(self.owner),
             url=f"{self.base_url}/repos/{self.owner}/{self.name}", default_branch=self.default_branch,
             html_url=f"https://github.example/{self.owner}/{self.name}",
-            permissions={"admin": True, "maintain": True, "push": True, "triage": True, "pull": True})
+            permissions={"admin": True, "maintain": True, "push": True, "triage": True, "pull": True},
+            private=self.private, visibility="private" if self.private else "public")
 
     def label_json(self, name):
         return self.contract.skeleton("label", **self.labels[name], url=self.url(f"/labels/{quote(name)}"))
@@ -206,11 +214,15 @@ class FakeGitHub:
                      if query.get("state", "open") in ("all", p["state"])
                      and ("head" not in query or query["head"] == f"{self.owner}:{p['head']}")
                      and ("base" not in query or query["base"] == p["base"])]
+            found = self.paged(realism.order_pulls(found, query), query)  # before JSON: refresh runs git
             return 200, [self.pull_json(p) | {"body": p["body"]} for p in found]
         if template.endswith("/pulls") and method == "POST":
             if any(p["head"] == body["head"] and p["base"] == body["base"] and p["state"] == "open"
                    for p in self.pulls.values()):
                 return 422, _error("A pull request already exists")
+            refused = realism.body_too_long(body.get("body")) or realism.draft_refused(self, body)
+            if refused:
+                return refused
             head_sha = self.ref_sha(f"heads/{body['head']}")
             base_sha = self.ref_sha(f"heads/{body['base']}")
             if head_sha is None or base_sha is None:
@@ -228,6 +240,8 @@ class FakeGitHub:
             if pr is None:
                 return 404, _error("Not Found")
             if method == "PATCH":
+                if realism.body_too_long(body.get("body")):
+                    return realism.body_too_long(body.get("body"))
                 for key in ("title", "body", "state", "base"):
                     if key in body and not (key == "state" and pr["merged"]):
                         pr[key] = body[key]
@@ -254,7 +268,7 @@ class FakeGitHub:
                                                   "id": len(self.labels) + 1})
                     if name not in current:
                         current.append(name)
-            return 200, [self.label_json(x) for x in current]
+            return 200, [self.label_json(x) for x in (current if method == "POST" else self.paged(current, query))]
         if template.endswith("/issues/{issue_number}/labels/{name}"):
             current = self.issue_labels.setdefault(n, [])
             if params["name"] not in current:
@@ -263,11 +277,13 @@ class FakeGitHub:
             return 200, [self.label_json(x) for x in current]
         if template.endswith("/issues/{issue_number}/comments"):
             if method == "POST":
+                if realism.body_too_long(body["body"], "IssueComment"):
+                    return realism.body_too_long(body["body"], "IssueComment")
                 self.next_id += 1
                 self.comments.setdefault(n, []).append({"id": self.next_id, "body": body["body"], "issue": n,
                                                         "user": "autoresearch-bot", "created_at": _now()})
                 return 201, self.comment_json(self.comments[n][-1])
-            return 200, [self.comment_json(c) for c in self.comments.get(n, [])]
+            return 200, [self.comment_json(c) for c in self.paged(self.comments.get(n, []), query)]
         if "comment_id" in params:
             cid = int(params["comment_id"])
             comment = next((c for cs in self.comments.values() for c in cs if c["id"] == cid), None)
@@ -289,6 +305,13 @@ class FakeGitHub:
                                             permissions={"pull": True, "push": level in ("admin", "maintain", "write"),
                                                          "admin": level == "admin"}))
         return 404, _error("Not Found")
+
+    def paged(self, items, query):
+        """One page of a list, with GitHub's Link header for the others (realism.page)."""
+        items, link = realism.page(list(items), query, f"{self.base_url}{self.request_path}")
+        if link:
+            self.response_headers["Link"] = link
+        return items
 
     READY_MUTATION = ("mutation Mutation($input: MarkPullRequestReadyForReviewInput!) { markPullRequestReadyForReview"
                       "(input: $input) { clientMutationId pullRequest { isDraft } } }")
@@ -351,7 +374,9 @@ class _Handler(BaseHTTPRequestHandler):
                 elif gh._maybe_kill(method, split.path, body, after=False):
                     return
                 else:
+                    gh.response_headers, gh.request_path = {}, split.path
                     status, payload = gh.handle(method, template, params, query, body or {})
+                    headers = dict(gh.response_headers)
                     if gh._maybe_kill(method, split.path, body, after=True):
                         gh.requests.append((method, split.path, body, status))
                         return
