@@ -13,7 +13,16 @@ import pytest
 
 from bot import messages
 from conftest import git
-from test_github_commands import TRACKING, comment_event, night, send  # noqa: F401 (fixture)
+from test_github_commands import TRACKING, comment_event, send
+
+
+@pytest.fixture
+def night(github_world):
+    """A two-experiment night on the loopback GitHub, and its discarded experiment PRs."""
+    assert github_world.run(2).exit_code == 0
+    server = github_world.server
+    return github_world, [n for n, p in server.pulls.items()
+                          if p["head"].startswith(f"{TRACKING}-exp/") and "discarded" in server.issue_labels[n]]
 
 
 def ledger_rows(world):
@@ -33,7 +42,7 @@ def contributor_commit(world, tmp_path, ref):
     git(clone, "checkout", "-q", TRACKING)
     (clone / "train.py").write_text((clone / "train.py").read_text() + "\nprint('contributor code ran')\n")
     git(clone, "commit", "-qam", "speed-up")
-    git(clone, "push", "-q", "origin", f"HEAD:{ref}")
+    git(clone, "push", "-q", "--force", "origin", f"HEAD:{ref}")
     return git(clone, "rev-parse", "HEAD")
 
 
@@ -70,7 +79,8 @@ def test_a_copied_or_stale_marker_is_refused_with_a_reply_and_nothing_moves(nigh
             head, user, fork = f"{TRACKING}-exp/0099", "colleague", None
         forged = dict(data, commit=sha, branch=victim)  # a copied marker, pointed at the attacker's commit
         number = server.open_pull_as(user, head, TRACKING, "speed-up",
-                                     "Faster!\n\n" + messages.marker(messages.EXPERIMENT_MARKER, forged), fork=fork)
+                                     "Faster!\n\n" + messages.marker(messages.EXPERIMENT_MARKER, forged),
+                                     head_sha=sha, fork=fork)
     refs_before = server.git("for-each-ref", "--format=%(refname) %(objectname)").stdout
     before = len(server.requests)
     output = send(world, comment_event(world, number, "/autoresearch retry", "writer"), tmp_path)

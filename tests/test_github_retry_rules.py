@@ -10,7 +10,16 @@ import json
 import pytest
 
 from conftest import ScriptedRunner, git
-from test_github_commands import TRACKING, comment_event, night, send  # noqa: F401 (fixture)
+from test_github_commands import TRACKING, comment_event, send
+
+
+@pytest.fixture
+def night(github_world):
+    """A two-experiment night on the loopback GitHub, and its discarded experiment PRs."""
+    assert github_world.run(2).exit_code == 0
+    server = github_world.server
+    return github_world, [n for n, p in server.pulls.items()
+                          if p["head"].startswith(f"{TRACKING}-exp/") and "discarded" in server.issue_labels[n]]
 
 
 def ledger_rows(world):
@@ -85,8 +94,8 @@ def test_reconcile_moves_githubs_tracking_branch_for_a_recorded_keep(night, tmp_
     server = world.server
     move_tracking(world, tmp_path)
     server.permissions["writer"] = "write"
-    # The fast-forward fails after the keep row is written (GitHub down, or the job killed there).
-    server.fail("PATCH", f"/git/refs/heads/{TRACKING}", 500, times=8)
+    # The fast-forward fails after the keep row is written (as if the job were killed there).
+    server.fail("PATCH", f"/git/refs/heads/{TRACKING}", 409, message="Git Repository is empty.")
     event = comment_event(world, discarded[0], "/autoresearch retry", "writer")
     handler(world, monkeypatch, [0.5]).handle(event)
     server.faults.clear()
