@@ -16,7 +16,7 @@ from pathlib import Path
 from bot import commands, messages
 from bot.decide import CONFIRM, DISCARD, KEEP, Decision, decide_runs
 from bot.errors import BotError, RepoError
-from bot.github import ProtectedError, StaleError, protection_refusal
+from bot.github import ProtectedError, StaleError
 from bot.publisher import STATUS_LABEL
 
 
@@ -240,7 +240,7 @@ class CommandHandler:
                       finished_at=_now(), log_tail=result.log_tail if decision.status != KEEP else "",
                       request=comment.get("request"), comment_id=comment.get("id"), branch=pr.head.ref)
         if commit != data["commit"] or self.gh.branch_sha(pr.head.ref) is None:
-            self._move_pr_head(pr, data, commit)
+            self.publisher.move_pr_head(pr, data["commit"], commit, len(data.get("retries") or []) + 1)
         if decision.status == KEEP and self.gh.branch_sha(self.publisher.tracking) != head:
             raise BotError(f"measured a keep on {head[:7]}, but {self.publisher.tracking} moved meanwhile; nothing "
                            "was recorded. Comment `/autoresearch retry` to re-evaluate it on the new head.")
@@ -292,31 +292,6 @@ class CommandHandler:
         self.gh.set_status(pr, STATUS_LABEL[DISCARD])
         self.gh.update_pr(pr, state="closed")
         raise BotError(f"not merged: {reason}. Comment `/autoresearch retry` to re-evaluate it on the new head.") from None
-
-    def _move_pr_head(self, pr, data, commit):
-        """Move the PR's own head branch (never the marker's `branch`: a marker is only data) to
-        `commit`; the old head stays reachable under an attempt ref.
-
-        GitHub reopens a closed PR only while its head branch exists and descends from the head
-        it had when closed, so a deleted branch is first restored at that head, and a closed PR
-        is reopened before its head moves (the caller closes it again unless it is kept)."""
-        branch = pr.head.ref
-        if self.gh.branch_sha(branch) is None:  # deleted (retention): restore it at the PR's head
-            self.publisher.push(branch, data["commit"])
-        if commit == data["commit"]:
-            return
-        if pr.state == "closed":
-            self.gh.update_pr(pr, state="open")
-        attempt = f"{branch}-attempt{len(data.get('retries') or []) + 1}"
-        self.publisher.push(attempt, data["commit"])
-        try:
-            self.git.git("push", "--quiet", f"--force-with-lease=refs/heads/{branch}:{data['commit']}",
-                         self.publisher.remote, f"{commit}:refs/heads/{branch}", env=self.publisher.push_env)
-        except RepoError as exc:
-            refused = protection_refusal(str(exc), branch)
-            if refused:
-                raise ProtectedError(refused) from None
-            raise
 
 
 QUEUED = ("retry", "revert")

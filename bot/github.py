@@ -55,7 +55,8 @@ def protection_refusal(text, branch):
     for line in text.splitlines():
         if line.startswith("`git ") and "failed: " in line:  # RepoError: "`git push …` failed: <stderr>"
             line = line.split("failed: ", 1)[1]
-        line = line.strip().removeprefix("remote:").strip().removeprefix("error:").strip().removeprefix("- ").strip()
+        line = line.strip().removeprefix("stderr:").strip().strip("'")  # GitPython quotes git's stderr
+        line = line.removeprefix("remote:").strip().removeprefix("error:").strip().removeprefix("- ").strip()
         if line and not line.lower().startswith(_PUSH_BOILERPLATE):
             rules.append(line)
     found = "; ".join(dict.fromkeys(rules)) or "no rule named"

@@ -67,6 +67,30 @@ class Publisher:
             if self.gh.branch_sha(branch) != commit:  # pushed already by a killed run: fine
                 raise
 
+    def move_pr_head(self, pr, old, commit, attempt):
+        """Move the PR's own head branch (never a marker's `branch`: a marker is only data) from
+        `old` to `commit`; `old` stays reachable under an attempt ref.
+
+        GitHub reopens a closed PR only while its head branch exists and descends from the head
+        it had when closed, so a deleted branch is first restored at that head, and a closed PR
+        is reopened before its head moves (the caller closes it again unless it is kept)."""
+        branch = pr.head.ref
+        if self.gh.branch_sha(branch) is None:  # deleted (retention): restore it at the PR's head
+            self.push(branch, old)
+        if commit == old:
+            return
+        if pr.state == "closed":
+            self.gh.update_pr(pr, state="open")
+        self.push(f"{branch}-attempt{attempt}", old)
+        try:
+            self.git.git("push", "--quiet", f"--force-with-lease=refs/heads/{branch}:{old}",
+                         self.remote, f"{commit}:refs/heads/{branch}", env=self.push_env)
+        except RepoError as exc:
+            refused = protection_refusal(str(exc), branch)
+            if refused:
+                raise ProtectedError(refused) from None
+            raise
+
     # ---- one experiment -------------------------------------------------------------------
 
     def started(self, exp_id, branch, commit, base, description, rationale=""):

@@ -150,3 +150,26 @@ def test_a_label_someone_already_removed_is_not_an_error(gh):
     gh.world.server.fail("DELETE", "/labels/running", 404, apply=True, message="Label does not exist")
     gh.set_status(pr, "kept")
     assert gh.labels(pr.number) == ["autoresearch", "kept"]
+
+
+@pytest.mark.parametrize("text,rule", [
+    ("`git push --quiet origin a:refs/heads/autoresearch/x` failed: remote: error: GH006: Protected branch update "
+     "failed for refs/heads/autoresearch/x.\nremote: error: Cannot force-push to a protected branch.\nTo https://github.com/o/r\n"
+     " ! [remote rejected] autoresearch/x -> autoresearch/x (protected branch hook declined)", "Cannot force-push to a protected branch."),
+    ("remote: error: GH013: Repository rule violations found for refs/heads/autoresearch/x.\nremote: Review all repository "
+     "rules at https://github.com/o/r/rules?ref=refs%2Fheads%2Fautoresearch%2Fx\nremote:\nremote: - Changes must be made "
+     "through a pull request.\n ! [remote rejected] HEAD -> autoresearch/x (push declined due to repository rule violations)",
+     "Changes must be made through a pull request."),
+    ("Repository rule violations found\n\nCannot update this protected ref.\n\n", "Cannot update this protected ref."),
+])
+def test_protection_refusal_names_the_rule_and_the_fix(text, rule):
+    from bot.github import protection_refusal
+
+    message = protection_refusal(text, "autoresearch/x")
+    assert f"({rule})" in message and "bypass list" in message and "`autoresearch/x`" in message
+
+
+def test_other_push_failures_are_not_called_protection():
+    from bot.github import protection_refusal
+
+    assert protection_refusal(" ! [rejected] x -> x (fetch first)\nerror: failed to push some refs", "x") is None
