@@ -1,8 +1,11 @@
 """`bot command --event PATH`: act on one `issue_comment` event (a slash command on a bot PR).
 
-Order: ignore what is not ours (bot.commands.ignore_reason), 👀 on receipt, authorize through
-the collaborator-permission endpoint, act, 🚀 when done; 😕 and a reply saying why when refused
-or failed. Replies carry a marker keyed by the comment id, so a rerun never answers twice.
+Order: ignore what is not ours (bot.commands.ignore_reason) and PRs without a marker; read the
+commenter's permission (collaborator-permission endpoint); someone without write gets an answer
+only for a well-formed command on a PR the bot opened (a refusal), never for a parse error or
+on anyone else's PR. Then 👀, check the marker can be trusted (bot.commands.trust_problem), act,
+🚀 when done; 😕 and a reply saying why when refused or failed. Replies carry a marker keyed by
+the comment id, and ledger rows the comment id, so a redelivered event never acts twice.
 """
 
 import datetime
@@ -13,8 +16,12 @@ from pathlib import Path
 from bot import commands, messages
 from bot.decide import CONFIRM, DISCARD, KEEP, Decision, decide_runs
 from bot.errors import BotError, RepoError
-from bot.github import StaleError
+from bot.github import ProtectedError, StaleError
 from bot.publisher import STATUS_LABEL
+
+
+class Refused(BotError):
+    """A command that is understood but not carried out (the reply says why and what to do)."""
 
 
 def _now():
@@ -40,38 +47,66 @@ class CommandHandler:
         if reason:
             return "ignored", reason
         number, comment = event["issue"]["number"], event["comment"]
+        pr = self.gh.get_pr(number)
+        data = messages.parse_marker(pr.body)
+        if data is None:
+            return "ignored", f"#{number} is not an autoresearch experiment PR"
+        login = comment["user"]["login"]
+        permission, role = self.gh.permission(login)
+        may = commands.may_command(permission, role)
         try:
             command = commands.parse(comment["body"])
         except commands.CommandError as exc:
+            if not may:  # answering would let anyone make the bot speak
+                return "ignored", f"not a valid command, from {login} without write permission"
             self.gh.react(number, comment["id"], "confused")
             self.reply(number, comment["id"], "refused", str(exc))
             return "refused", str(exc)
         if command is None:
             return "ignored", "no command"
-        pr = self.gh.get_pr(number)
-        data = messages.parse_marker(pr.body)
-        if data is None and command.name != "help":
-            return "ignored", f"#{number} is not an autoresearch experiment PR"
+        problem = self._trust_problem(pr, data)
+        if problem and not may:
+            return "ignored", f"#{number}: {problem}; {login} has no write permission"
         self.gh.react(number, comment["id"], "eyes")
-        login = comment["user"]["login"]
-        allowed, why = commands.authorize(command, self.gh.permission(login))
+        allowed, why = commands.authorize(command, permission, role)
         if not allowed:
             self.gh.react(number, comment["id"], "confused")
             self.reply(number, comment["id"], "refused", f"@{login} {why}")
             return "refused", why
+        if problem:
+            self.gh.react(number, comment["id"], "confused")
+            self.reply(number, comment["id"], "refused", messages.untrusted_reply(number, problem))
+            return "refused", f"the marker on #{number} is not trusted: {problem}"
         if queue and command.name in QUEUED:
             return self._enqueue(pr, data, command, comment)
         return self._run(pr, data, command, comment)
 
+    def _trust_problem(self, pr, data):
+        return commands.trust_problem(self.gh.pr_facts(pr), data, self.bot_login, self.config.branches["experiment"])
+
     def _run(self, pr, data, command, comment):
+        done = self._done_for(comment["id"], command.name)
+        if done is not None:  # a redelivered event (Actions re-run, webhook retry): once is enough
+            return "done", f"already done for comment {comment['id']}: {done}"
         try:
             detail = getattr(self, f"do_{command.name}")(pr, data, command, comment)
+        except Refused as exc:
+            self.gh.react(pr.number, comment["id"], "confused")
+            self.reply(pr.number, comment["id"], "refused", str(exc))
+            return "refused", str(exc)
         except BotError as exc:
             self.gh.react(pr.number, comment["id"], "confused")
             self.reply(pr.number, comment["id"], "failed", f"`/autoresearch {command.name}` failed: {exc}")
             return "failed", str(exc)
         self.gh.react(pr.number, comment["id"], "rocket")
         return "done", detail
+
+    def _done_for(self, comment_id, name):
+        """The ledger row this comment already produced (retry, revert, try, reject), or None."""
+        if name not in ("retry", "revert", "try", "reject") or comment_id is None:
+            return None
+        row = next((r for r in self.ledger.read() if r.get("comment_id") == comment_id and r.get("kind") == name), None)
+        return None if row is None else f"{name} recorded as {int(row['id']):04d}"
 
     # ---- the request queue (on the ledger branch) ------------------------------------------
 
@@ -93,7 +128,8 @@ class CommandHandler:
             data = messages.parse_marker(pr.body)
             comment = {"id": request["comment_id"], "user": {"login": request["by"]}, "request": request["id"]}
             command = commands.Command(request["command"], request.get("argument", ""))
-            outcome = self._run(pr, data, command, comment) if data else ("failed", "no experiment marker")
+            problem = self._trust_problem(pr, data) if data else "no experiment marker"
+            outcome = ("failed", problem) if problem else self._run(pr, data, command, comment)
             records = self.ledger.read()
             self.ledger.append({"id": next_id(records), "kind": "handled", "status": "note", "request": request["id"],
                                 "outcome": outcome[0], "detail": outcome[1], "finished_at": _now()})
@@ -110,12 +146,11 @@ class CommandHandler:
 
     def _direction(self, pr, data, command, comment, kind):
         records = self.ledger.read()
-        from bot.ledger import next_experiment_id
-
-        self.ledger.append({"id": next_experiment_id(records), "kind": kind, "status": "note", "about": data["id"],
-                            "text": command.argument, "by": comment["user"]["login"], "pr": pr.number,
+        text, cut = commands.clip(command.argument)
+        self.ledger.append({"id": next_id(records), "kind": kind, "status": "note", "about": data["id"],
+                            "text": text, "by": comment["user"]["login"], "pr": pr.number,
                             "comment_id": comment["id"], "finished_at": _now()})
-        self.reply(pr.number, comment["id"], kind, f"Recorded for the proposer: {kind} — {command.argument}")
+        self.reply(pr.number, comment["id"], kind, messages.recorded_note(kind, text, cut))
         return f"{kind} recorded"
 
     def do_reject(self, pr, data, command, comment):
@@ -150,7 +185,7 @@ class CommandHandler:
                             "reason": reason, "evidence": {"delta": delta}, "metric_name": self.config.metric,
                             "metric": result.metric if status == KEEP else None, "pr": pr.number,
                             "key": dict(key, device=result.device), "finished_at": _now(),
-                            "request": comment.get("request"),
+                            "request": comment.get("request"), "comment_id": comment.get("id"),
                             "log_tail": result.log_tail if status != KEEP else ""})
         if status != KEEP:
             raise BotError(reason)
@@ -179,6 +214,8 @@ class CommandHandler:
 
     def do_retry(self, pr, data, command, comment):
         """Re-apply the change on the current tracking head, measure, pool, decide, publish."""
+        if pr.merged:  # its change is in the tracking head already: nothing to measure against
+            raise Refused(messages.already_merged_reply(pr.number, self.publisher.tracking))
         head = self.publisher.prepare()
         self.publisher.ensure_commit(pr.number, data["commit"])
         records = self.ledger.read()
@@ -201,9 +238,12 @@ class CommandHandler:
                       status=decision.status, reason=decision.reason, evidence=dict(decision.evidence, samples=samples),
                       metric=mean, samples=samples, pr=pr.number, key=dict(key, device=result.device),
                       finished_at=_now(), log_tail=result.log_tail if decision.status != KEEP else "",
-                      request=comment.get("request"))
-        if commit != data["commit"] or self.gh.branch_sha(data["branch"]) is None:
-            self._move_pr_head(data, commit)
+                      request=comment.get("request"), comment_id=comment.get("id"), branch=pr.head.ref)
+        if commit != data["commit"] or self.gh.branch_sha(pr.head.ref) is None:
+            self.publisher.move_pr_head(pr, data["commit"], commit, len(data.get("retries") or []) + 1)
+        if decision.status == KEEP and self.gh.branch_sha(self.publisher.tracking) != head:
+            raise BotError(f"measured a keep on {head[:7]}, but {self.publisher.tracking} moved meanwhile; nothing "
+                           "was recorded. Comment `/autoresearch retry` to re-evaluate it on the new head.")
         self.ledger.append(record)
         body = messages.pr_body(dict(record, id=data["id"]), reference, self.git.diff(head, commit, stat=True),
                                 record["log_tail"], retries=retries)
@@ -214,8 +254,10 @@ class CommandHandler:
         if decision.status == KEEP:
             try:
                 self.gh.fast_forward(self.publisher.tracking, commit, head)
+            except ProtectedError:
+                raise  # names the rule and the fix; `bot run` finishes the merge once it is fixed
             except StaleError as exc:
-                raise BotError(f"kept, but not merged: {exc}. Comment `/autoresearch retry` again.") from None
+                self._not_merged(pr, record, head, exc)
         else:
             self.gh.update_pr(pr, state="closed")
         self.publisher.update_report(self.ledger.read())
@@ -239,17 +281,17 @@ class CommandHandler:
             tree = self.git.git("write-tree", env=env)
         return self.git.git("commit-tree", tree, "-p", head, "-m", message)
 
-    def _move_pr_head(self, data, commit):
-        # The PR's branch moves to the re-applied commit; the old one stays reachable under an attempt ref.
-        branch = data["branch"]
-        if commit == data["commit"]:  # the branch was deleted (retention): restore it
-            self.publisher.push(branch, commit)
-            return
-        attempt = f"{branch}-attempt{len(data.get('retries') or []) + 1}"
-        self.publisher.push(attempt, data["commit"])
-        lease = data["commit"] if self.gh.branch_sha(branch) else ""
-        self.git.git("push", "--quiet", f"--force-with-lease=refs/heads/{branch}:{lease}",
-                     self.publisher.remote, f"{commit}:refs/heads/{branch}", env=self.publisher.push_env)
+    def _not_merged(self, pr, record, head, exc):
+        """A recorded keep whose fast-forward failed: the ledger must end up saying what GitHub has."""
+        now = self.gh.branch_sha(self.publisher.tracking)
+        if now == head:  # the ref write failed but nothing moved: reconcile in the next `bot run` merges it
+            raise BotError(f"kept and recorded, but {self.publisher.tracking} could not be fast-forwarded yet ({exc}); "
+                           "the next `bot run` finishes the merge") from None
+        reason = f"kept on {head[:7]}, but {self.publisher.tracking} moved to {str(now)[:7]} before it was merged"
+        self.ledger.append(dict(record, id=next_id(self.ledger.read()), status=DISCARD, reason=reason))
+        self.gh.set_status(pr, STATUS_LABEL[DISCARD])
+        self.gh.update_pr(pr, state="closed")
+        raise BotError(f"not merged: {reason}. Comment `/autoresearch retry` to re-evaluate it on the new head.") from None
 
 
 QUEUED = ("retry", "revert")

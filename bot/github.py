@@ -28,11 +28,50 @@ DRAFTS_REFUSED = "draft pull requests are not supported"
 
 
 class GitHubError(BotError):
-    """GitHub refused or kept failing a request."""
+    """GitHub refused or kept failing a request (`status`: its HTTP status, when it answered)."""
+
+    def __init__(self, message, status=None, data=None):
+        super().__init__(message)
+        self.status, self.data = status, data
 
 
 class StaleError(GitHubError):
     """A ref moved under us (compare-and-swap lost): re-read and decide again."""
+
+
+class ProtectedError(GitHubError):
+    """A branch protection rule or ruleset refused a write to one of the bot's branches."""
+
+
+def protection_refusal(text, branch):
+    """The one clear error for a write that a rule refused, from GitHub's answer `text` (a git
+    push's stderr, or a REST 422 message), or None when `text` is some other failure.
+
+    GitHub's pre-receive hook prints `GH006: Protected branch update failed` (branch protection)
+    or `GH013: Repository rule violations found` (rulesets), then the rules; the REST API answers
+    422 "Repository rule violations found\n\n<rules>" or "Protected branch update failed"."""
+    lowered = (text or "").lower()
+    if not any(mark in lowered for mark in _PROTECTION_MARKS):
+        return None
+    rules = []
+    for line in text.splitlines():
+        if line.startswith("`git ") and "failed: " in line:  # RepoError: "`git push …` failed: <stderr>"
+            line = line.split("failed: ", 1)[1]
+        line = line.strip().removeprefix("stderr:").strip().strip("'")  # GitPython quotes git's stderr
+        line = line.removeprefix("remote:").strip().removeprefix("error:").strip().removeprefix("- ").strip()
+        if line and not line.lower().startswith(_PUSH_BOILERPLATE):
+            rules.append(line)
+    found = "; ".join(dict.fromkeys(rules)) or "no rule named"
+    return (f"GitHub refused to update `{branch}`: a branch protection rule or ruleset covers it ({found}). "
+            "The bot writes its own branches (autoresearch/<tag>, autoresearch/<tag>-exp/*, "
+            "autoresearch/<tag>-ledger): in Settings → Rules → Rulesets (or Settings → Branches) exclude "
+            "`autoresearch/**` from that rule, or add the bot's token (GitHub Actions, or your GitHub App) "
+            "to its bypass list; then rerun.")
+
+
+_PROTECTION_MARKS = ("gh006", "gh013", "repository rule violations", "protected branch update failed")
+_PUSH_BOILERPLATE = ("gh006", "gh013", "review all repository rules", "to ", "! [remote rejected]", "failed to push",
+                     "repository rule violations found", "protected branch update failed", "hint:")
 
 
 def connect(token, repository, base_url="https://api.github.com", retry_wait=60.0, timeout=30, writes_per_minute=8):
@@ -78,7 +117,8 @@ class GitHub:
             except GithubException as exc:
                 if not _retryable(exc) or attempt == self.attempts - 1:
                     raise GitHubError(f"GitHub refused {what}: {exc.status} {exc.data}. "
-                                      "Rerun the same command: finished steps are found and skipped.") from None
+                                      "Rerun the same command: finished steps are found and skipped.",
+                                      status=exc.status, data=exc.data) from None
                 headers = exc.headers or {}
                 wait = float(headers.get("Retry-After") or headers.get("retry-after") or self.backoff * 2 ** attempt)
                 self.sleep(wait)
@@ -109,7 +149,11 @@ class GitHub:
     def create_branch(self, branch, sha):
         lookup = lambda: self.branch_sha(branch)  # noqa: E731
         if lookup() is None:
-            self._write(lambda: self.repo.create_git_ref(f"refs/heads/{branch}", sha), lookup, f"creating {branch}")
+            try:
+                self._write(lambda: self.repo.create_git_ref(f"refs/heads/{branch}", sha), lookup, f"creating {branch}")
+            except GitHubError as exc:
+                _raise_if_protected(exc, branch)
+                raise
         return lookup()
 
     def fast_forward(self, branch, new_sha, expected_sha):
@@ -126,6 +170,7 @@ class GitHub:
         except GitHubError as exc:
             if self.branch_sha(branch) == new_sha:
                 return
+            _raise_if_protected(exc, branch)
             raise StaleError(f"{branch} could not be fast-forwarded to {new_sha[:7]}: {exc}") from None
 
     # ---- pull requests ---------------------------------------------------------------------
@@ -213,7 +258,11 @@ class GitHub:
                 self._write(lambda n=name: pr.add_to_labels(n), what=f"labelling #{pr.number} {name}")
         for name in EXCLUSIVE:
             if name != status_label and name in current:
-                self._call(lambda n=name: pr.remove_from_labels(n), what=f"unlabelling #{pr.number} {name}")
+                try:
+                    self._call(lambda n=name: pr.remove_from_labels(n), what=f"unlabelling #{pr.number} {name}")
+                except GitHubError as exc:
+                    if exc.status != 404:  # someone removed it since we read the labels: done already
+                        raise
 
     # ---- comments, reactions, permissions ------------------------------------------------
 
@@ -231,4 +280,21 @@ class GitHub:
         self._write(lambda: comment.create_reaction(content), what=f"reacting {content}")
 
     def permission(self, login):
-        return self._call(lambda: self.repo.get_collaborator_permission(login), what=f"permission of {login}")
+        """(permission, role_name) from the collaborator-permission endpoint: permission is
+        admin|write|read|none (maintain reads as write, triage as read); role_name says which."""
+        permission = self._call(lambda: self.repo.get_collaborator_permission(login), what=f"permission of {login}")
+        role = self._call(lambda: self.repo.get_collaborator_role_name(login), what=f"role of {login}")
+        return permission, role
+
+    def pr_facts(self, pr):
+        """What decides whether a PR's marker can be trusted (bot.commands.trust_problem)."""
+        head_repo = pr.head.repo.full_name if pr.head.repo is not None else None
+        return {"author": pr.user.login if pr.user is not None else None, "head_repo": head_repo,
+                "repo": self.repo.full_name, "head_ref": pr.head.ref, "head_sha": pr.head.sha}
+
+
+def _raise_if_protected(exc, branch):
+    message = exc.data.get("message") if isinstance(exc.data, dict) else None
+    refused = protection_refusal(message, branch) if exc.status == 422 and message else None
+    if refused:
+        raise ProtectedError(refused, status=exc.status) from None

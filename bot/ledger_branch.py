@@ -97,7 +97,8 @@ class BranchLedger(Ledger):
                 self.git.git("push", "--quiet", self.remote, f"{commit}:refs/heads/{self.branch}", env=self.push_env)
                 self.head = commit
                 return commit
-            except RepoError:
+            except RepoError as exc:
+                _refuse_if_protected(exc, self.branch)
                 # Lost the compare-and-swap: someone pushed rows; merge theirs with ours, retry.
                 self._write_local(merge_records(self._fetch(), records))
                 if self.lease is not None and not self.lease.get("released"):
@@ -149,8 +150,9 @@ class BranchLedger(Ledger):
             commit = self._commit(self.read(), self.head)
             try:
                 self.git.git("push", "--quiet", self.remote, f"{commit}:refs/heads/{self.branch}", env=self.push_env)
-            except RepoError:
+            except RepoError as exc:
                 self.lease = None
+                _refuse_if_protected(exc, self.branch)
                 continue  # someone pushed meanwhile: look at the lease again
             self.head = commit
             return note
@@ -167,3 +169,12 @@ class BranchLedger(Ledger):
             pass
         finally:
             self.lease = None
+
+
+def _refuse_if_protected(exc, branch):
+    """A rule on the branch is not a lost race: retrying cannot help, so say which rule and the fix."""
+    from bot.github import ProtectedError, protection_refusal
+
+    refused = protection_refusal(str(exc), branch)
+    if refused:
+        raise ProtectedError(refused) from None

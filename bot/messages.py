@@ -269,9 +269,44 @@ def _report_rows(records, pr_links, metric, budget):
     return lines, budget
 
 
+COMMENT_LIMIT = 65_536  # GitHub refuses a longer comment body (422)
+
+
 def comment(kind, text, key):
     """A bot comment with a marker naming what it answers (so a rerun never posts it twice)."""
-    return f"{text}\n\n{marker(COMMENT_MARKER, {'kind': kind, 'key': key})}"
+    tail = f"\n\n{marker(COMMENT_MARKER, {'kind': kind, 'key': key})}"
+    room = COMMENT_LIMIT - len(tail) - 20
+    if len(text) > room:
+        text = text[:room] + " … (cut)"
+    return text + tail
+
+
+def quote(text, limit=300):
+    """A person's text, safe to show in a bot comment: one inline code span that cannot be
+    closed early (backticks become ˋ), with no line breaks, no HTML comment (nothing that looks
+    like a bot marker), no @-mention (a zero-width space follows each @), at most `limit` chars."""
+    flat = " ".join(str(text).split())
+    if len(flat) > limit:
+        flat = flat[:limit - 1] + "…"
+    flat = flat.replace("`", "ˋ").replace("<!--", "<!‐‐").replace("@", "@\u200b")
+    return f"`{flat}`" if flat else "` `"
+
+
+def recorded_note(kind, text, cut):
+    """The reply to `/autoresearch try|reject`: what was recorded, quoted, and whether it was cut."""
+    note = f" (cut to its first {len(text):,} characters; {cut:,} more were not kept)" if cut else ""
+    return f"Recorded for the proposer: {kind} — {quote(text)}{note}"
+
+
+def untrusted_reply(number, problem):
+    return (f"Not run: the experiment marker on #{number} is not trusted — {problem}. The bot acts only on "
+            "the PRs it opened itself. Nothing was changed.")
+
+
+def already_merged_reply(number, tracking):
+    return (f"Nothing to retry: #{number} was kept and is already merged into `{tracking}`, so a retry would "
+            "measure a change the tracking head already has. To undo it, comment `/autoresearch revert`; to "
+            "ask for a variation, `/autoresearch try <idea>`.")
 
 
 def needs_review_comment(record, bound):

@@ -8,7 +8,7 @@ creates no duplicate; `reconcile` finishes the steps a killed run left undone.
 
 from bot import messages
 from bot.errors import BotError, RepoError
-from bot.github import GitHubError, StaleError
+from bot.github import GitHubError, ProtectedError, StaleError, protection_refusal
 
 STATUS_LABEL = {"keep": "kept", "discard": "discarded", "crash": "crashed"}
 RECONCILE_LAST = 3  # a kill leaves at most the last experiment half-published
@@ -61,9 +61,36 @@ class Publisher:
     def push(self, branch, commit):
         try:
             self.git.git("push", "--quiet", self.remote, f"{commit}:refs/heads/{branch}", env=self.push_env)
-        except RepoError:
+        except RepoError as exc:
+            refused = protection_refusal(str(exc), branch)
+            if refused:
+                raise ProtectedError(refused) from None
             if self.gh.branch_sha(branch) != commit:  # pushed already by a killed run: fine
                 raise
+
+    def move_pr_head(self, pr, old, commit, attempt):
+        """Move the PR's own head branch (never a marker's `branch`: a marker is only data) from
+        `old` to `commit`; `old` stays reachable under an attempt ref.
+
+        GitHub reopens a closed PR only while its head branch exists and descends from the head
+        it had when closed, so a deleted branch is first restored at that head, and a closed PR
+        is reopened before its head moves (the caller closes it again unless it is kept)."""
+        branch = pr.head.ref
+        if self.gh.branch_sha(branch) is None:  # deleted (retention): restore it at the PR's head
+            self.push(branch, old)
+        if commit == old:
+            return
+        if pr.state == "closed":
+            self.gh.update_pr(pr, state="open")
+        self.push(f"{branch}-attempt{attempt}", old)
+        try:
+            self.git.git("push", "--quiet", f"--force-with-lease=refs/heads/{branch}:{old}",
+                         self.remote, f"{commit}:refs/heads/{branch}", env=self.push_env)
+        except RepoError as exc:
+            refused = protection_refusal(str(exc), branch)
+            if refused:
+                raise ProtectedError(refused) from None
+            raise
 
     # ---- one experiment -------------------------------------------------------------------
 
@@ -216,11 +243,21 @@ class Publisher:
                         "interrupted", "The bot stopped before this experiment finished, so it has no result. "
                         "Nothing was merged; the next run proposes again.", f"interrupted-{suffix}"),
                         f"interrupted-{suffix}")
+        self._merge_recorded_keep(records)
         if records:
             self.update_report(records)
         head = self.gh.branch_sha(self.tracking)
         self._fetch()
         self._sync_local(head)
+
+    def _merge_recorded_keep(self, records):
+        """Put the ledger's last keep on GitHub's tracking branch when GitHub's tracking is still
+        at its parent: a retry or revert that failed or was killed between its keep row and the
+        fast-forward (the loop then moves the local branch, which alone would diverge)."""
+        kept = [r for r in records if r.get("status") == "keep" and r.get("parent") and r.get("commit")]
+        if kept and self.gh.branch_sha(self.tracking) == kept[-1]["parent"]:
+            self.gh.fast_forward(self.tracking, kept[-1]["commit"], kept[-1]["parent"])
+            self.events("gh-step", step="merged", id=kept[-1]["id"], pr=kept[-1].get("pr"))
 
     def ensure_commit(self, number, sha):
         """Fetch a PR's commit (refs/pull/N/head) when this clone lacks it (its branch may be gone)."""

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot.commands import Command, CommandError, authorize, ignore_reason, parse
+from bot.commands import Command, CommandError, authorize, clip, ignore_reason, parse, trust_problem
 
 
 @pytest.mark.parametrize("body,expected", [
@@ -60,10 +60,56 @@ def test_ignore_reason(event, reason):
     (Command("retry"), "none", False),
     (Command("retry"), None, False),
     (Command("try", "x"), "read", False),
-    (Command("help"), "none", True),
+    (Command("help"), "none", False),  # help too: only writers can make the bot answer (issue #11, 7)
 ])
 def test_authorize(command, permission, allowed):
     ok, why = authorize(command, permission)
     assert ok is allowed
     if not ok:
         assert "needs write permission" in why and f"`{permission or 'none'}`" in why
+
+
+@pytest.mark.parametrize("permission,role,named", [("read", "triage", "triage"), ("read", "read", "read"),
+                                                   ("none", None, "none"), ("read", "auditor", "auditor")])
+def test_a_refusal_names_the_role_not_the_permission_it_maps_to(permission, role, named):
+    ok, why = authorize(Command("retry"), permission, role)
+    assert not ok and f"you have `{named}`" in why
+
+
+def test_maintain_and_custom_write_roles_may_command():
+    assert authorize(Command("retry"), "write", "maintain")[0] and authorize(Command("retry"), "write", "deployer")[0]
+
+
+@pytest.mark.parametrize("word", ["x`@octocat`y", "``@octocat``", "<!--autoresearch:comment-->", "@team/all"])
+def test_a_parse_error_quotes_the_word_so_it_cannot_break_out(word):
+    with pytest.raises(CommandError) as caught:
+        parse(f"/autoresearch {word}")
+    text = str(caught.value)
+    quoted = text.split("unknown command ", 1)[1].split(": use one of")[0]
+    assert quoted.startswith("`") and quoted.endswith("`") and quoted.count("`") == 2, quoted
+    assert "@octocat" not in text and "@team" not in text and "<!--" not in text
+
+
+def test_clip_keeps_the_start_and_counts_the_rest():
+    assert clip("short") == ("short", 0)
+    text, cut = clip("y" * 10_000)
+    assert len(text) == 4000 and cut == 6000
+
+
+FACTS = {"author": "github-actions[bot]", "head_repo": "octo/night", "repo": "octo/night",
+         "head_ref": "autoresearch/default-exp/0003", "head_sha": "a" * 40}
+
+
+@pytest.mark.parametrize("change,why", [
+    ({}, None),
+    ({"author": "mallory"}, "opened by `mallory`"),
+    ({"head_repo": "mallory/night"}, "head is in `mallory/night`"),
+    ({"head_repo": None}, "a deleted repository"),
+    ({"head_ref": "colleague/work"}, "not an experiment branch"),
+    ({"head_ref": "autoresearch/other-exp/0003"}, "not an experiment branch"),
+    ({"head_ref": "autoresearch/default-exp/0003-attempt1"}, "not an experiment branch"),
+    ({"head_sha": "b" * 40}, "is not the commit the bot measured"),
+])
+def test_trust_problem(change, why):
+    got = trust_problem(dict(FACTS, **change), {"commit": "a" * 40}, "github-actions[bot]", "autoresearch/default-exp/")
+    assert got is None if why is None else why in got

@@ -117,3 +117,59 @@ def test_labels_people_added_survive_status_changes(gh):
     gh.set_status(pr, "kept")
     assert sorted(gh.world.server.issue_labels[pr.number]) == ["autoresearch", "kept", "needs-discussion"]
     assert not [r for r in gh.world.server.requests if r[0] == "PUT"]  # never set_labels (replace all)
+
+
+# ---- issue #11, defect 8: rulesets on autoresearch/* and a label someone else removed ----------
+
+def test_a_ruleset_on_the_bots_branches_stops_the_run_with_one_clear_error(github_world):
+    world = github_world
+    world.server.protect("autoresearch/**")
+    result = world.run(1)
+    assert result.exit_code != 0
+    assert "keeps pushing" not in result.output and "/autoresearch retry" not in result.output, result.output
+    assert "Cannot update this protected ref" in result.output and "autoresearch/" in result.output, result.output
+    assert "bypass" in result.output, result.output  # the fix: let the bot's token bypass the rule
+    assert result.output.count("Error:") == 1
+
+
+def test_a_ruleset_refusing_the_fast_forward_is_not_called_stale(gh):
+    from bot.github import ProtectedError
+
+    gh.world.server.protect("autoresearch/default", "Changes must be made through a pull request.")
+    main = gh.branch_sha("main")
+    with pytest.raises(ProtectedError) as caught:
+        gh.fast_forward("autoresearch/default", gh.branch_sha("autoresearch/default-exp/0001"), main)
+    assert not isinstance(caught.value, StaleError)
+    assert "Changes must be made through a pull request" in str(caught.value) and "bypass" in str(caught.value)
+
+
+def test_a_label_someone_already_removed_is_not_an_error(gh):
+    pr = _open(gh)
+    gh.set_status(pr, "running")
+    # Someone removes `running` by hand between our read of the labels and our DELETE: GitHub 404s.
+    gh.world.server.fail("DELETE", "/labels/running", 404, apply=True, message="Label does not exist")
+    gh.set_status(pr, "kept")
+    assert gh.labels(pr.number) == ["autoresearch", "kept"]
+
+
+@pytest.mark.parametrize("text,rule", [
+    ("`git push --quiet origin a:refs/heads/autoresearch/x` failed: remote: error: GH006: Protected branch update "
+     "failed for refs/heads/autoresearch/x.\nremote: error: Cannot force-push to a protected branch.\nTo https://github.com/o/r\n"
+     " ! [remote rejected] autoresearch/x -> autoresearch/x (protected branch hook declined)", "Cannot force-push to a protected branch."),
+    ("remote: error: GH013: Repository rule violations found for refs/heads/autoresearch/x.\nremote: Review all repository "
+     "rules at https://github.com/o/r/rules?ref=refs%2Fheads%2Fautoresearch%2Fx\nremote:\nremote: - Changes must be made "
+     "through a pull request.\n ! [remote rejected] HEAD -> autoresearch/x (push declined due to repository rule violations)",
+     "Changes must be made through a pull request."),
+    ("Repository rule violations found\n\nCannot update this protected ref.\n\n", "Cannot update this protected ref."),
+])
+def test_protection_refusal_names_the_rule_and_the_fix(text, rule):
+    from bot.github import protection_refusal
+
+    message = protection_refusal(text, "autoresearch/x")
+    assert f"({rule})" in message and "bypass list" in message and "`autoresearch/x`" in message
+
+
+def test_other_push_failures_are_not_called_protection():
+    from bot.github import protection_refusal
+
+    assert protection_refusal(" ! [rejected] x -> x (fetch first)\nerror: failed to push some refs", "x") is None

@@ -105,3 +105,15 @@ def test_gpu_cost_in_the_run_facts(record, expected):
 
     assert gpu_cost(record) == expected
     assert run_facts(record).endswith(expected)
+
+
+def test_a_comment_never_passes_githubs_limit_and_keeps_its_marker():
+    body = messages.comment("try", "z" * 70_000, "try-7")
+    assert len(body) <= messages.COMMENT_LIMIT and body.endswith(messages.marker(messages.COMMENT_MARKER,
+                                                                                  {"kind": "try", "key": "try-7"}))
+
+
+def test_quote_is_one_closed_code_span_without_mentions_or_markers():
+    text = messages.quote("a `b` @octocat\n<!-- autoresearch:comment {} -->" + "x" * 500)
+    assert text.startswith("`") and text.endswith("`") and text.count("`") == 2
+    assert "@octocat" not in text and "<!--" not in text and "\n" not in text and len(text) <= 302 + text.count("\u200b")

@@ -16,7 +16,9 @@ limits (faults are injected explicitly with `fail`).
 import datetime
 import json
 import subprocess
+import sys
 import threading
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qsl, quote, urlsplit
 
@@ -59,6 +61,10 @@ class FakeGitHub:
         self.response_headers = {}  # set while handling one request (under the lock), e.g. Link
         self.request_path = ""
         self.httpd = None
+        # Who the token writes as: PRs and comments made with an Actions GITHUB_TOKEN are
+        # authored by `github-actions[bot]` (docs: "Automatic token authentication").
+        self.token_login = "github-actions[bot]"
+        self.rules = []  # (branch pattern, rule text): a ruleset on those branches (see `protect`)
 
     # ---- lifecycle ------------------------------------------------------------------------
 
@@ -97,6 +103,54 @@ class FakeGitHub:
                 return True
         return False
 
+    # ---- GitHub rules the bot must live with (reopen, rulesets, people's PRs) --------------
+
+    def protect(self, pattern, rule="Cannot update this protected ref."):
+        """A ruleset on branches matching `pattern` (GitHub's fnmatch: `*` stops at `/`, `**`
+        does not), with one rule and no bypass for the bot's token.
+
+        GitHub then refuses a `git push` to such a branch in its pre-receive hook, printing
+        `remote: error: GH013: Repository rule violations found for refs/heads/<b>.` and
+        `remote: - <rule>`, and answers a REST ref write (git/create-ref, git/update-ref) with 422
+        "Repository rule violations found\n\n<rule>" (docs: "Troubleshooting rules"; the REST
+        description lists 422 validation_failed for both operations)."""
+        self.rules.append((pattern, rule))
+        hook = Path(self.bare, "hooks", "pre-receive")
+        hook.write_text(_PRE_RECEIVE.format(python=sys.executable, rules=json.dumps(self.rules),
+                                            here=str(Path(__file__).resolve().parent.parent),
+                                            url=f"https://github.example/{self.owner}/{self.name}"))
+        hook.chmod(0o755)
+
+    def rule_for(self, ref):
+        """The rule text that refuses a write to `ref` ('heads/<branch>'), or None."""
+        return _rule_for(self.rules, ref)
+
+    def reopen_refusal(self, pr):
+        """Why GitHub refuses to reopen a closed PR, or None.
+
+        GitHub keeps the head a PR had when it was closed and reopens it only while its head
+        branch exists and descends from that head; otherwise pulls/update answers 422 with
+        errors[].message "state cannot be changed. The <b> branch has been deleted." or "... was
+        force-pushed or recreated." (GitHub support, quoted in isaacs/github#361; pytorch#114423)."""
+        current = self.ref_sha(f"heads/{pr['head']}") if not pr.get("fork") else pr["head_sha"]
+        if current is None:
+            return f"state cannot be changed. The {pr['head']} branch has been deleted."
+        if not self.is_ancestor(pr["head_sha"], current):
+            return f"state cannot be changed. The {pr['head']} branch was force-pushed or recreated."
+        return None
+
+    def open_pull_as(self, user, head, base, title, body, head_sha=None, fork=None):
+        """A pull request a person opened: from `head` in this repository, or (fork=OWNER) from
+        their fork, whose commit GitHub keeps in this repository under refs/pull/N/head."""
+        with self.lock:
+            number, self.next_number = self.next_number, self.next_number + 1
+            sha = head_sha or self.ref_sha(f"heads/{head}")
+            self.git("update-ref", f"refs/pull/{number}/head", sha)
+            self.pulls[number] = {"number": number, "title": title, "body": body, "head": head, "base": base,
+                                  "head_sha": sha, "pull_ref": sha, "draft": False, "state": "open",
+                                  "merged": False, "created_at": _now(), "user": user, "fork": fork}
+            return number
+
     def writes(self, method=None, contains=""):
         return [r for r in self.requests if r[0] != "GET" and (method is None or r[0] == method) and contains in r[1]]
 
@@ -122,15 +176,16 @@ class FakeGitHub:
 
     def user(self, login="autoresearch-bot"):
         return self.contract.skeleton("simple-user", login=login, id=abs(hash(login)) % 10**6,
-                                      type="Bot" if login.endswith("bot") else "User",
+                                      type="Bot" if login.endswith(("bot", "[bot]")) else "User",
                                       url=f"{self.base_url}/users/{login}")
 
-    def repository(self, full=False):
+    def repository(self, full=False, owner=None):
+        owner = owner or self.owner
         return self.contract.skeleton(
-            "full-repository" if full else "repository", id=1, name=self.name,
-            full_name=f"{self.owner}/{self.name}", owner=self.user(self.owner),
-            url=f"{self.base_url}/repos/{self.owner}/{self.name}", default_branch=self.default_branch,
-            html_url=f"https://github.example/{self.owner}/{self.name}",
+            "full-repository" if full else "repository", id=1 if owner == self.owner else 2, name=self.name,
+            full_name=f"{owner}/{self.name}", owner=self.user(owner), fork=owner != self.owner,
+            url=f"{self.base_url}/repos/{owner}/{self.name}", default_branch=self.default_branch,
+            html_url=f"https://github.example/{owner}/{self.name}",
             permissions={"admin": True, "maintain": True, "push": True, "triage": True, "pull": True},
             private=self.private, visibility="private" if self.private else "public")
 
@@ -143,8 +198,12 @@ class FakeGitHub:
                                               "url": self.url(f"/git/commits/{self.ref_sha(ref)}")})
 
     def refresh(self, pr):
-        """GitHub marks a pull request merged once its head commit is on its base branch."""
-        head = self.ref_sha(f"heads/{pr['head']}") or pr["head_sha"]
+        """GitHub marks a pull request merged once its head commit is on its base branch.
+
+        Only an open PR follows its head branch: a closed one keeps the head it had when it was
+        closed (pushes to the branch do not synchronize it), and a fork's head is in the fork."""
+        following = pr["state"] == "open" and not pr.get("fork")
+        head = (self.ref_sha(f"heads/{pr['head']}") if following else None) or pr["head_sha"]
         if head != pr.get("pull_ref"):  # GitHub keeps refs/pull/N/head, even after the branch is deleted
             self.git("update-ref", f"refs/pull/{pr['number']}/head", head)
             pr["pull_ref"] = head
@@ -156,17 +215,19 @@ class FakeGitHub:
     def pull_json(self, pr):
         self.refresh(pr)
         n = pr["number"]
-        side = lambda ref, sha: self.contract.skeleton(  # noqa: E731
-            "pull-request-simple")["head"] | {"ref": ref, "sha": sha, "label": f"{self.owner}:{ref}",
-                                              "repo": self.repository(), "user": self.user(self.owner)}
+        side = lambda ref, sha, owner=self.owner: self.contract.skeleton(  # noqa: E731
+            "pull-request-simple")["head"] | {"ref": ref, "sha": sha, "label": f"{owner}:{ref}",
+                                              "repo": self.repository(owner=owner), "user": self.user(owner)}
         return self.contract.skeleton(
             "pull-request", number=n, id=n, node_id=f"PR_{n}", title=pr["title"], body=pr["body"], state=pr["state"],
             draft=pr["draft"], merged=pr["merged"], merged_at=pr.get("merged_at"),
             closed_at=pr.get("closed_at"), merge_commit_sha=pr.get("merge_commit_sha"),
             url=self.url(f"/pulls/{n}"), issue_url=self.url(f"/issues/{n}"),
             html_url=f"https://github.example/{self.owner}/{self.name}/pull/{n}",
-            head=side(pr["head"], pr["head_sha"]), base=side(pr["base"], self.ref_sha(f"heads/{pr['base']}") or ""),
-            labels=[self.label_json(x) for x in self.issue_labels.get(n, [])], user=self.user(),
+            head=side(pr["head"], pr["head_sha"], pr.get("fork") or self.owner),
+            base=side(pr["base"], self.ref_sha(f"heads/{pr['base']}") or ""),
+            labels=[self.label_json(x) for x in self.issue_labels.get(n, [])],
+            user=self.user(pr.get("user", self.token_login)),
             created_at=pr["created_at"], updated_at=_now(), mergeable_state="clean",
             comments=len(self.comments.get(n, [])))
 
@@ -174,7 +235,7 @@ class FakeGitHub:
         pr = self.pulls[n]
         return self.contract.skeleton(
             "issue", number=n, id=n, title=pr["title"], body=pr["body"], state=pr["state"],
-            url=self.url(f"/issues/{n}"), user=self.user(),
+            url=self.url(f"/issues/{n}"), user=self.user(pr.get("user", self.token_login)),
             labels=[self.label_json(x) for x in self.issue_labels.get(n, [])],
             pull_request={"url": self.url(f"/pulls/{n}"), "html_url": None, "diff_url": None, "patch_url": None})
 
@@ -194,6 +255,8 @@ class FakeGitHub:
             return (200, self.git_ref(params["ref"])) if self.ref_sha(params["ref"]) else (404, _error("Not Found"))
         if template.endswith("/git/refs") and method == "POST":
             ref = body["ref"].removeprefix("refs/")
+            if self.rule_for(ref):
+                return 422, _ruleset_error(self.rule_for(ref), "create-a-reference")
             if self.ref_sha(ref):
                 return 422, _error("Reference already exists")
             if self.git("update-ref", f"refs/{ref}", body["sha"], "0" * 40, check=False).returncode:
@@ -203,6 +266,8 @@ class FakeGitHub:
             ref, old = params["ref"], self.ref_sha(params["ref"])
             if old is None:
                 return 422, _error("Reference does not exist")
+            if self.rule_for(ref):
+                return 422, _ruleset_error(self.rule_for(ref), "update-a-reference")
             if not body.get("force") and not self.is_ancestor(old, body["sha"]):
                 return 422, _error("Update is not a fast forward")
             self.git("update-ref", f"refs/{ref}", body["sha"], old)
@@ -212,7 +277,7 @@ class FakeGitHub:
         if template.endswith("/pulls") and method == "GET":
             found = [p for p in self.pulls.values()
                      if query.get("state", "open") in ("all", p["state"])
-                     and ("head" not in query or query["head"] == f"{self.owner}:{p['head']}")
+                     and ("head" not in query or query["head"] == f"{p.get('fork') or self.owner}:{p['head']}")
                      and ("base" not in query or query["base"] == p["base"])]
             found = self.paged(realism.order_pulls(found, query), query)  # before JSON: refresh runs git
             return 200, [self.pull_json(p) | {"body": p["body"]} for p in found]
@@ -233,12 +298,19 @@ class FakeGitHub:
             self.pulls[number] = {"number": number, "title": body["title"], "body": body.get("body") or "",
                                   "head": body["head"], "base": body["base"], "head_sha": head_sha,
                                   "draft": bool(body.get("draft")), "state": "open", "merged": False,
-                                  "created_at": _now()}
+                                  "created_at": _now(), "user": self.token_login}
             return 201, self.pull_json(self.pulls[number])
         if "pull_number" in params:
             pr = self.pulls.get(int(params["pull_number"]))
             if pr is None:
                 return 404, _error("Not Found")
+            self.refresh(pr)  # a push just before (e.g. then close) has synchronized the PR
+            if method == "PATCH" and body.get("state") == "open" and pr["state"] == "closed" and not pr["merged"]:
+                why = self.reopen_refusal(pr)
+                if why:
+                    return 422, {"message": "Validation Failed", "errors": [{"resource": "PullRequest", "code": "custom",
+                                                                             "field": "state", "message": why}],
+                                 "documentation_url": "https://docs.github.com/rest/pulls/pulls#update-a-pull-request"}
             if method == "PATCH":
                 if realism.body_too_long(body.get("body")):
                     return realism.body_too_long(body.get("body"))
@@ -281,7 +353,7 @@ class FakeGitHub:
                     return realism.body_too_long(body["body"], "IssueComment")
                 self.next_id += 1
                 self.comments.setdefault(n, []).append({"id": self.next_id, "body": body["body"], "issue": n,
-                                                        "user": "autoresearch-bot", "created_at": _now()})
+                                                        "user": self.token_login, "created_at": _now()})
                 return 201, self.comment_json(self.comments[n][-1])
             return 200, [self.comment_json(c) for c in self.paged(self.comments.get(n, []), query)]
         if "comment_id" in params:
@@ -343,6 +415,47 @@ class FakeGitHub:
 
 def _error(message):
     return {"message": message, "documentation_url": "https://docs.github.com/rest"}
+
+
+def _ruleset_error(rule, operation):
+    return {"message": f"Repository rule violations found\n\n{rule}\n\n",
+            "documentation_url": f"https://docs.github.com/rest/git/refs#{operation}"}
+
+
+def _rule_for(rules, ref):
+    """GitHub's branch patterns (fnmatch): `**` matches across `/`, `*` and `?` do not."""
+    import re
+
+    if not ref.startswith("heads/"):
+        return None
+    branch = ref.removeprefix("heads/")
+    for pattern, rule in rules:
+        regex = "".join(".*" if part == "**" else "[^/]*" if part == "*" else "[^/]" if part == "?" else re.escape(part)
+                        for part in re.split(r"(\*\*|\*|\?)", pattern))
+        if re.fullmatch(regex, branch):
+            return rule
+    return None
+
+
+# GitHub's pre-receive answer to a push that a ruleset refuses (what `git push` prints as remote:).
+_PRE_RECEIVE = """#!{python}
+import sys
+sys.path.insert(0, {here!r})
+from github_api.server import _rule_for
+RULES = {rules}
+refused = False
+for line in sys.stdin:
+    old, new, ref = line.split()
+    rule = _rule_for(RULES, ref.removeprefix("refs/"))
+    if rule:
+        refused = True
+        print(f"error: GH013: Repository rule violations found for {{ref}}.", file=sys.stderr)
+        print(f"Review all repository rules at {url}/rules?ref={{ref.replace('/', '%2F')}}", file=sys.stderr)
+        print("", file=sys.stderr)
+        print(f"- {{rule}}", file=sys.stderr)
+        print("", file=sys.stderr)
+sys.exit(1 if refused else 0)
+"""
 
 
 class _Handler(BaseHTTPRequestHandler):
