@@ -29,7 +29,7 @@ def ledger_rows(world):
 def handler(world, monkeypatch, metrics):
     """The CommandHandler `bot command` builds, in this process, with a runner whose metrics the
     test chooses (a keep or a discard on demand)."""
-    from bot.cli import _ledger_dir, _open
+    from bot.cli_common import ledger_dir as _ledger_dir, open_repo as _open
     from bot.cli_github import github_mode
     from bot.command_handler import CommandHandler
     from bot.ledger import Ledger
