@@ -208,3 +208,14 @@ class GitHub:
 
     def permission(self, login):
         return self._call(lambda: self.repo.get_collaborator_permission(login), what=f"permission of {login}")
+
+    # ---- Actions --------------------------------------------------------------------------
+
+    def dispatch_workflow(self, workflow, ref, inputs=None):
+        """Start `workflow` (its file name) on `ref`: a workflow_dispatch event, which a run's own
+        GITHUB_TOKEN may cause (other events it causes start no workflow). A retried 5xx may start
+        a second run; that one finds nothing queued and stops, so the retry is harmless."""
+        url = f"{self.repo.url}/actions/workflows/{workflow}/dispatches"
+        payload = {"ref": ref, "inputs": {k: str(v) for k, v in (inputs or {}).items()}}
+        self._write(lambda: self.repo.requester.requestJsonAndCheck("POST", url, input=payload),
+                    what=f"starting the workflow {workflow}")
