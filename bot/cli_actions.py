@@ -36,7 +36,8 @@ def claim_waiting(claim, wait_s, sleep=time.sleep, clock=time.monotonic, say=cli
               help="While another run (a night) holds the tag's lease, wait this long for it.")
 @click.option("--local", "local", is_flag=True, help="Train on this machine (its GPU, else the CPU).")
 @click.option("--github", "github_repo", metavar="OWNER/NAME", help="Repository (default: GITHUB_REPOSITORY).")
-@click.option("--writes-per-minute", type=click.IntRange(min=0), default=8, show_default=True, help="Pace GitHub writes (0: no pacing).")
+@click.option("--writes-per-minute", type=click.IntRange(min=0), default=8, show_default=True,
+              envvar="AUTORESEARCH_WRITES_PER_MINUTE", show_envvar=True, help="Pace GitHub writes (0: no pacing).")
 @click.option("--tag", help="Run name (default: tag in autoresearch.yaml).")
 @click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository checkout.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file.")

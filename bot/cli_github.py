@@ -91,7 +91,8 @@ def _holder():
 @click.option("--local", "local", is_flag=True, help="Re-evaluate on this machine (its GPU, else the CPU).")
 @click.option("--github", "github_repo", metavar="OWNER/NAME", help="Repository (default: GITHUB_REPOSITORY).")
 @click.option("--bot-login", default="github-actions[bot]", show_default=True, help="The bot's own login (its comments are ignored).")
-@click.option("--writes-per-minute", type=click.IntRange(min=0), default=8, show_default=True, help="Pace GitHub writes (0: no pacing).")
+@click.option("--writes-per-minute", type=click.IntRange(min=0), default=8, show_default=True,
+              envvar="AUTORESEARCH_WRITES_PER_MINUTE", show_envvar=True, help="Pace GitHub writes (0: no pacing).")
 @click.option("--queue", is_flag=True, help="Record retry/revert on the ledger branch for the next `bot run` instead of running it now.")
 @click.option("--dispatch", "dispatch", metavar="WORKFLOW", help="With --queue: then start this workflow file (workflow_dispatch, input mode=commands), which runs `bot drain`.")
 @click.option("--tag", help="Run name (default: tag in autoresearch.yaml).")
