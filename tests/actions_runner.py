@@ -104,7 +104,8 @@ def jobs_for(workflow_file, event_name, event, inputs=None, secrets=None, token=
         given.setdefault(name, spec.get("default"))
         if spec.get("type") == "choice":
             assert given[name] in spec["options"], (name, given[name])
-    context = {"inputs": given if event_name == "workflow_dispatch" else {}, "secrets": dict(secrets or {}),
+    context = {"inputs": given if event_name == "workflow_dispatch" else {},
+               "secrets": {"GITHUB_TOKEN": token, **(secrets or {})},  # GitHub always provides this one
                "github": {"token": token, "event": event, "event_name": event_name}}
     return _expand(workflow, context)
 
@@ -131,7 +132,8 @@ def _expand(workflow, context):
             passed = {k: substitute(v, context) for k, v in (job.get("secrets") or {}).items()}
             assert job.get("secrets") != "inherit"
             assert set(passed) <= set(spec.get("secrets") or {}), (path, sorted(passed))
-            inner = dict(context, inputs=typed, secrets={k: v for k, v in passed.items() if v})
+            inner = dict(context, inputs=typed, secrets={"GITHUB_TOKEN": context["secrets"]["GITHUB_TOKEN"],
+                                                         **{k: v for k, v in passed.items() if v}})
             selected += _expand(called, inner)
         else:
             selected.append((name, job, context))
