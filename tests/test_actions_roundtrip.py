@@ -17,7 +17,7 @@ from test_github_commands import TRACKING, comment_event
 from test_workflows import use_shipped_settings
 
 JOB_TOKEN = "job-token"  # the run's own GITHUB_TOKEN: what it pushes and opens starts no workflow
-APP_TOKEN = "app-token"  # BOT_TOKEN: a GitHub App installation token or a PAT
+APP_TOKEN = "app-token"  # BOT_TOKEN: a fine-grained PAT (what the README calls for)
 
 
 @pytest.fixture
