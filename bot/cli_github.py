@@ -91,14 +91,17 @@ def _holder():
 @click.option("--local", "local", is_flag=True, help="Re-evaluate on this machine (its GPU, else the CPU).")
 @click.option("--github", "github_repo", metavar="OWNER/NAME", help="Repository (default: GITHUB_REPOSITORY).")
 @click.option("--bot-login", default="github-actions[bot]", show_default=True, help="The bot's own login (its comments are ignored).")
-@click.option("--writes-per-minute", type=click.IntRange(min=0), default=8, show_default=True, help="Pace GitHub writes (0: no pacing).")
+@click.option("--writes-per-minute", type=click.IntRange(min=0), default=8, show_default=True,
+              envvar="AUTORESEARCH_WRITES_PER_MINUTE", show_envvar=True, help="Pace GitHub writes (0: no pacing).")
 @click.option("--queue", is_flag=True, help="Record retry/revert on the ledger branch for the next `bot run` instead of running it now.")
+@click.option("--dispatch", "dispatch", metavar="WORKFLOW", help="With --queue: then start this workflow file (workflow_dispatch, input mode=commands), which runs `bot drain`.")
 @click.option("--tag", help="Run name (default: tag in autoresearch.yaml).")
 @click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository checkout.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file.")
 @click.option("--no-isolation", is_flag=True, help="Run a retry without the sandbox when none can start here.")
 @friendly_errors
-def command(event_path, local, github_repo, bot_login, writes_per_minute, queue, tag, repo, config_path, no_isolation):
+def command(event_path, local, github_repo, bot_login, writes_per_minute, queue, dispatch, tag, repo, config_path,
+            no_isolation):
     """Act on a `/autoresearch ...` comment on an experiment PR (needs GITHUB_TOKEN).
 
     Commands: retry, revert, reject <why>, try <idea>, help. Only users with write
@@ -109,6 +112,7 @@ def command(event_path, local, github_repo, bot_login, writes_per_minute, queue,
       bot command --event "$GITHUB_EVENT_PATH" --local
       bot command --event comment.json --local --github me/nanogpt
       bot command --event "$GITHUB_EVENT_PATH" --queue   # quick: the next `bot run` does it
+      bot command --event "$GITHUB_EVENT_PATH" --queue --dispatch autoresearch.yml   # ... started now
     """
     import json
 
@@ -153,6 +157,12 @@ def command(event_path, local, github_repo, bot_login, writes_per_minute, queue,
     outcome, detail = CommandHandler(publisher.gh, git, config, ledger, publisher, loop, bot_login).handle(
         event, queue=queue)
     click.echo(f"{outcome}: {detail}")
+    if outcome == "queued" and dispatch:
+        # workflow_dispatch is the one event a run's GITHUB_TOKEN causes that starts a workflow, so
+        # the request is done within minutes instead of at the next scheduled night.
+        ref = (event.get("repository") or {}).get("default_branch") or os.environ.get("GITHUB_REF_NAME") or "main"
+        publisher.gh.dispatch_workflow(dispatch, ref, {"mode": "commands"})
+        click.echo(f"dispatched: {dispatch} on {ref} (mode commands)")
 
 
 @click.group()
@@ -195,5 +205,9 @@ def ledger_rebuild(github_repo, tag, repo, config_path):
 
 
 def register(group):
+    from bot.cli_actions import drain, schedule, summary
+
     group.add_command(command)
     group.add_command(ledger)
+    for extra in (drain, summary, schedule):
+        group.add_command(extra)

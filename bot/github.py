@@ -292,6 +292,17 @@ class GitHub:
         return {"author": pr.user.login if pr.user is not None else None, "head_repo": head_repo,
                 "repo": self.repo.full_name, "head_ref": pr.head.ref, "head_sha": pr.head.sha}
 
+    # ---- Actions --------------------------------------------------------------------------
+
+    def dispatch_workflow(self, workflow, ref, inputs=None):
+        """Start `workflow` (its file name) on `ref`: a workflow_dispatch event, which a run's own
+        GITHUB_TOKEN may cause (other events it causes start no workflow). A retried 5xx may start
+        a second run; that one finds nothing queued and stops, so the retry is harmless."""
+        url = f"{self.repo.url}/actions/workflows/{workflow}/dispatches"
+        payload = {"ref": ref, "inputs": {k: str(v) for k, v in (inputs or {}).items()}}
+        self._write(lambda: self.repo.requester.requestJsonAndCheck("POST", url, input=payload),
+                    what=f"starting the workflow {workflow}")
+
 
 def _raise_if_protected(exc, branch):
     message = exc.data.get("message") if isinstance(exc.data, dict) else None

@@ -37,6 +37,7 @@ OPERATIONS = [
     ("get", "/repos/{owner}/{repo}/issues/{issue_number}"),
     ("get", "/repos/{owner}/{repo}/issues/comments/{comment_id}"),
     ("post", "/repos/{owner}/{repo}/issues/comments/{comment_id}/reactions"),
+    ("post", "/repos/{owner}/{repo}/actions/workflows/{workflow_id}/dispatches"),  # commands start the run
 ]
 WEBHOOKS = ("issue-comment-created", "issue-comment-edited")  # the command workflow's triggers
 SOURCES = {"@octokit/openapi": "23.0.2", "@octokit/openapi-webhooks": "12.1.0",

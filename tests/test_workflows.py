@@ -10,8 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import yaml
-
+import actions_runner as ar
 from conftest import git
 from test_github_commands import TRACKING, comment_event
 
@@ -19,30 +18,26 @@ ROOT = Path(__file__).resolve().parent.parent
 WORKFLOWS = ROOT / ".github" / "workflows"
 
 
-def step(workflow, name):
-    jobs = yaml.safe_load((WORKFLOWS / workflow).read_text())["jobs"]
-    for job in jobs.values():
+def step(workflow, name, event_name="schedule", inputs=None):
+    """The step `name` of the job `workflow` runs for `event_name`, reusable workflows followed, and
+    its expression context (tests/actions_runner.py)."""
+    for _, job, context in ar.jobs_for(WORKFLOWS / workflow, event_name, {}, inputs):
         for candidate in job["steps"]:
             if candidate.get("name") == name:
-                return candidate
-    raise AssertionError(f"{workflow} has no step named {name!r}")
+                return candidate, context
+    raise AssertionError(f"{workflow} runs no step named {name!r} on {event_name}")
 
 
-def actions_env(world, tmp_path, step_env):
+def actions_env(world, tmp_path, found):
     """What the runner gives the step: its env block with expressions resolved the way an
     unconfigured repository resolves them (no secrets → empty strings; inputs → their defaults)."""
+    step_env, context = found[0].get("env") or {}, dict(found[1], github=dict(found[1]["github"], token=world.env["GITHUB_TOKEN"]))
     env = {k: v for k, v in os.environ.items() if not k.startswith(("MODAL_", "AUTORESEARCH_"))}
-    env.update(world.env, HOME=str(tmp_path / "home"), GITHUB_WORKSPACE=str(world.work),
-               PATH=f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}")
+    env.update(world.env, HOME=str(tmp_path / "home"), GITHUB_WORKSPACE=str(world.work), RUNNER_TEMP=str(tmp_path),
+               PATH=f"{ar.bot_shims(tmp_path / 'shims')}{os.pathsep}{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}",
+               PYTHONPATH=str(ROOT))  # the `bot` shim runs this checkout's code
     (tmp_path / "home").mkdir(exist_ok=True)
-    for name, value in (step_env or {}).items():
-        if "secrets." in str(value):
-            env[name] = ""  # a secret the repository has not set
-        elif "inputs." in str(value):
-            env[name] = str(value).split("'")[1]  # `${{ inputs.hours || '5' }}` on a schedule
-        elif name not in ("GITHUB_TOKEN",):
-            env[name] = str(value)
-    env["GITHUB_TOKEN"] = world.env["GITHUB_TOKEN"]  # the job's token (a loopback one here)
+    env.update({name: str(ar.substitute(value, context) or "") for name, value in step_env.items()})
     return env
 
 
@@ -53,16 +48,16 @@ def use_shipped_settings(world):
 
 def test_the_nightly_run_line_without_modal_secrets_fails_with_one_clear_line(github_world, tmp_path):
     experiments = step("autoresearch.yml", "Experiments")
-    assert "--local" not in experiments["run"]  # the shipped night trains on Modal
+    assert "--local" not in experiments[0]["run"]  # the shipped night trains on Modal
     use_shipped_settings(github_world)
     before = len(github_world.server.requests)
     deploy = step("autoresearch.yml", "Deploy the GPU job")
-    done = subprocess.run(["bash", "-e", "-c", deploy["run"]], cwd=github_world.work, capture_output=True,
-                          text=True, timeout=60, env=actions_env(github_world, tmp_path, deploy.get("env")))
+    done = subprocess.run(["bash", "-e", "-c", deploy[0]["run"]], cwd=github_world.work, capture_output=True,
+                          text=True, timeout=60, env=actions_env(github_world, tmp_path, deploy))
     assert done.returncode == 0 and not done.stdout + done.stderr  # nothing to deploy with: the next step says why
     started = time.monotonic()
-    done = subprocess.run(["bash", "-e", "-c", experiments["run"]], cwd=github_world.work, capture_output=True,
-                          text=True, timeout=120, env=actions_env(github_world, tmp_path, experiments.get("env")))
+    done = subprocess.run(["bash", "-e", "-c", experiments[0]["run"]], cwd=github_world.work, capture_output=True,
+                          text=True, timeout=120, env=actions_env(github_world, tmp_path, experiments))
     elapsed = time.monotonic() - started
     assert done.returncode == 1, done.stdout + done.stderr
     lines = [line for line in done.stderr.splitlines() if line.strip()]
@@ -73,8 +68,9 @@ def test_the_nightly_run_line_without_modal_secrets_fails_with_one_clear_line(gi
 
 
 def test_the_install_step_of_the_night_needs_no_torch():
-    install = step("autoresearch.yml", "Install")["run"]
-    assert "torch" not in install and "[train]" not in install
+    install = step("autoresearch.yml", "Install")
+    assert "torch" not in install[0]["run"] and "[train]" not in install[0]["run"]
+    assert ar.substitute(install[0]["env"]["BOT_SOURCE"], install[1]) == "."  # the bot alone, no extras
 
 
 def test_the_comment_run_line_queues_a_retry_under_the_shipped_settings(github_world, tmp_path):
@@ -89,13 +85,17 @@ def test_the_comment_run_line_queues_a_retry_under_the_shipped_settings(github_w
     event = comment_event(world, discarded[0], "/autoresearch retry", "writer")
     path = tmp_path / "event.json"
     path.write_text(json.dumps(event))
-    record = step("commands.yml", "Record")
-    env = actions_env(world, tmp_path, record.get("env"))
-    env["GITHUB_EVENT_PATH"] = str(path)
-    done = subprocess.run(["bash", "-e", "-c", record["run"]], cwd=world.work, capture_output=True, text=True,
+    jobs = ar.jobs_for(WORKFLOWS / "commands.yml", "issue_comment", event)
+    (_, job, context), = jobs
+    record = (next(s for s in job["steps"] if s.get("name") == "Record"), context)
+    env = actions_env(world, tmp_path, record)
+    env.update(GITHUB_EVENT_PATH=str(path), AUTORESEARCH_WRITES_PER_MINUTE="0")
+    done = subprocess.run(["bash", "-e", "-c", record[0]["run"]], cwd=world.work, capture_output=True, text=True,
                           timeout=120, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "queued: retry" in done.stdout
+    assert server.dispatches == [{"workflow": "autoresearch.yml", "ref": event["repository"]["default_branch"],
+                                  "inputs": {"mode": "commands"}}]
     assert server.reactions[event["comment"]["id"]] == ["eyes"]
 
 
@@ -109,11 +109,11 @@ def test_the_nightly_run_line_with_modal_unreachable_fails_in_seconds(github_wor
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed once the with-block ends: nothing listens there
-    env = actions_env(github_world, tmp_path, experiments.get("env"))
+    env = actions_env(github_world, tmp_path, experiments)
     env.update(MODAL_TOKEN_ID="ak-test", MODAL_TOKEN_SECRET="as-test", MODAL_SERVER_URL=f"http://127.0.0.1:{port}")
     before = len(github_world.server.requests)
     started = time.monotonic()
-    done = subprocess.run(["bash", "-e", "-c", experiments["run"]], cwd=github_world.work, capture_output=True,
+    done = subprocess.run(["bash", "-e", "-c", experiments[0]["run"]], cwd=github_world.work, capture_output=True,
                           text=True, timeout=120, env=env)
     elapsed = time.monotonic() - started
     assert done.returncode == 1, done.stdout + done.stderr

@@ -53,6 +53,7 @@ class FakeGitHub:
         self.pulls, self.labels, self.issue_labels = {}, {}, {}
         self.comments, self.reactions = {}, {}
         self.permissions = {}  # login -> admin|maintain|write|triage|read|none
+        self.dispatches = []  # workflow_dispatch events: {workflow, ref, inputs}
         self.requests = []  # (method, path, body, status)
         self.faults = []
         self.kills = []
@@ -249,6 +250,8 @@ class FakeGitHub:
 
     def handle(self, method, template, params, query, body):  # noqa: C901 (a routing table)
         n = int(params["issue_number"]) if "issue_number" in params else None
+        if template.endswith("/dispatches"):
+            return self.dispatch(params, body)
         if template == "/repos/{owner}/{repo}":
             return 200, self.repository(full=True)
         if template.endswith("/git/ref/{ref}"):
@@ -384,6 +387,13 @@ class FakeGitHub:
         if link:
             self.response_headers["Link"] = link
         return items
+
+    def dispatch(self, params, body):
+        """A workflow_dispatch event, recorded for the test to run the workflow it starts. GitHub
+        answers 204 (no run details unless asked for them)."""
+        self.dispatches.append({"workflow": params["workflow_id"], "ref": body["ref"],
+                                "inputs": dict(body.get("inputs") or {})})
+        return 204, None
 
     READY_MUTATION = ("mutation Mutation($input: MarkPullRequestReadyForReviewInput!) { markPullRequestReadyForReview"
                       "(input: $input) { clientMutationId pullRequest { isDraft } } }")
