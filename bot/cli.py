@@ -35,12 +35,15 @@ def cli():
 @click.option("--github", "github_repo", metavar="OWNER/NAME", help="GitHub mode on this repository (default: GITHUB_REPOSITORY, else the origin remote, when GITHUB_TOKEN is set).")
 @click.option("--no-github", is_flag=True, help="Local mode even when GITHUB_TOKEN is set.")
 @click.option("--kept-only", is_flag=True, help="GitHub mode: open PRs for kept changes only; others go to the ledger and the report PR.")
-@click.option("--writes-per-minute", type=click.IntRange(min=0), default=8, show_default=True, help="Pace GitHub writes (GitHub allows ~500/h; 0: no pacing).")
+@click.option("--writes-per-minute", type=click.IntRange(min=0), default=8, show_default=True,
+              envvar="AUTORESEARCH_WRITES_PER_MINUTE", help="Pace GitHub writes (GitHub allows ~500/h; 0: no pacing).")
+@click.option("--bot-login", default="github-actions[bot]", show_default=True, envvar="AUTORESEARCH_BOT_LOGIN",
+              help="The login the bot's PRs are opened by (a GitHub App's is <app>[bot]); markers are trusted only on its PRs.")
 @click.option("--review-bound", type=click.FloatRange(min=0, min_open=True), help="GitHub mode: a keep better by more than this fraction (0.05 = 5%) is held for review, not merged.")
 @click.option("--delete-closed-branches", is_flag=True, help="GitHub mode: delete the branches of discarded/crashed PRs (GitHub keeps their commits under the PR).")
 @click.option("--no-isolation", is_flag=True, help="Run experiments without the sandbox (GitHub mode refuses to otherwise when none can start).")
 @friendly_errors
-def run(local, iterations, parallel, hours, budget, tag, repo, config_path, github_repo, no_github, kept_only, writes_per_minute,
+def run(local, iterations, parallel, hours, budget, tag, repo, config_path, github_repo, no_github, kept_only, writes_per_minute, bot_login,
         review_bound, delete_closed_branches, no_isolation):
     """Measure a baseline, then run experiments until a limit is reached.
 
@@ -104,7 +107,7 @@ def run(local, iterations, parallel, hours, budget, tag, repo, config_path, gith
         if publisher:  # comment commands queued with `bot command --queue` go first
             from bot.command_handler import CommandHandler
 
-            for outcome, detail in CommandHandler(publisher.gh, git, config, ledger, publisher, loop).drain():
+            for outcome, detail in CommandHandler(publisher.gh, git, config, ledger, publisher, loop, bot_login).drain():
                 click.echo(f"Queued command {outcome}: {detail}")
         previous = _stop_on_signals()
         try:

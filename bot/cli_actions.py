@@ -42,8 +42,10 @@ def claim_waiting(claim, wait_s, sleep=time.sleep, clock=time.monotonic, say=cli
 @click.option("--repo", default=".", show_default=True, type=click.Path(file_okay=False), help="The repository checkout.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="Settings file.")
 @click.option("--no-isolation", is_flag=True, help="Run without the sandbox when none can start here.")
+@click.option("--bot-login", default="github-actions[bot]", show_default=True, envvar="AUTORESEARCH_BOT_LOGIN",
+              help="The login the bot's PRs are opened by (a GitHub App's is <app>[bot]); markers are trusted only on its PRs.")
 @friendly_errors
-def drain(wait_minutes, local, github_repo, writes_per_minute, tag, repo, config_path, no_isolation):
+def drain(wait_minutes, local, github_repo, writes_per_minute, tag, repo, config_path, no_isolation, bot_login):
     """Do the comment commands queued on the ledger branch, then stop (needs GITHUB_TOKEN).
 
     `bot command --queue` records a retry or revert and starts the experiment workflow, which
@@ -77,7 +79,7 @@ def drain(wait_minutes, local, github_repo, writes_per_minute, tag, repo, config
     ledger, publisher = mode
     try:
         loop = ResearchLoop(config, git, runner, OfflineProposer(config.seed), ledger, events=printer, publisher=publisher)
-        handler = CommandHandler(publisher.gh, git, config, ledger, publisher, loop)
+        handler = CommandHandler(publisher.gh, git, config, ledger, publisher, loop, bot_login)
         pending = pending_requests(ledger.read())
         if not pending:
             click.echo("nothing queued")

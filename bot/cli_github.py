@@ -90,7 +90,8 @@ def _holder():
               help="The issue_comment event JSON (in Actions: $GITHUB_EVENT_PATH).")
 @click.option("--local", "local", is_flag=True, help="Re-evaluate on this machine (its GPU, else the CPU).")
 @click.option("--github", "github_repo", metavar="OWNER/NAME", help="Repository (default: GITHUB_REPOSITORY).")
-@click.option("--bot-login", default="github-actions[bot]", show_default=True, help="The bot's own login (its comments are ignored).")
+@click.option("--bot-login", default="github-actions[bot]", show_default=True, envvar="AUTORESEARCH_BOT_LOGIN",
+              help="The bot's own login (its comments are ignored; markers are trusted only on its PRs).")
 @click.option("--writes-per-minute", type=click.IntRange(min=0), default=8, show_default=True,
               envvar="AUTORESEARCH_WRITES_PER_MINUTE", show_envvar=True, help="Pace GitHub writes (0: no pacing).")
 @click.option("--queue", is_flag=True, help="Record retry/revert on the ledger branch for the next `bot run` instead of running it now.")
@@ -154,8 +155,9 @@ def command(event_path, local, github_repo, bot_login, writes_per_minute, queue,
     ledger, publisher = mode
     loop = ResearchLoop(config, git, runner, OfflineProposer(config.seed), ledger,
                         events=printer, publisher=publisher)
-    outcome, detail = CommandHandler(publisher.gh, git, config, ledger, publisher, loop, bot_login).handle(
-        event, queue=queue)
+    handler = CommandHandler(publisher.gh, git, config, ledger, publisher, loop, bot_login)
+    handler.dispatching = bool(queue and dispatch)
+    outcome, detail = handler.handle(event, queue=queue)
     click.echo(f"{outcome}: {detail}")
     if outcome == "queued" and dispatch:
         # workflow_dispatch is the one event a run's GITHUB_TOKEN causes that starts a workflow, so

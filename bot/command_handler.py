@@ -33,6 +33,7 @@ class CommandHandler:
         self.gh, self.git, self.config, self.ledger = gh, git, config, ledger
         self.publisher, self.loop, self.bot_login = publisher, loop, bot_login
         self.events = events or (lambda kind, **facts: None)
+        self.dispatching = False  # `bot command --queue --dispatch`: a run is started right after recording
 
     def reply(self, number, comment_id, kind, text):
         key = f"{kind}-{comment_id}"
@@ -116,8 +117,14 @@ class CommandHandler:
             self.ledger.append({"id": next_id(records), "kind": "request", "status": "note", "command": command.name,
                                 "argument": command.argument, "pr": pr.number, "comment_id": comment["id"],
                                 "by": comment["user"]["login"], "finished_at": _now()})
-        self.reply(pr.number, comment["id"], "queued", f"Queued: the next `bot run` does `/autoresearch {command.name}` "
-                   "first (🚀 when done).")
+        if self.dispatching:  # the experiment workflow is started right after this reply
+            minutes = round(float(self.config.budget_seconds) * int(self.config.max_samples) / 60) + 10
+            when = (f"Queued: a run starts now and does `/autoresearch {command.name}` first; its result comes as a "
+                    f"comment in about {minutes} minutes (later if a night's run holds this tag: it goes first). "
+                    "🚀 when done.")
+        else:
+            when = f"Queued: the next `bot run` does `/autoresearch {command.name}` first (🚀 when done)."
+        self.reply(pr.number, comment["id"], "queued", when)
         return "queued", f"{command.name} for #{pr.number}"
 
     def drain(self):
@@ -245,8 +252,8 @@ class CommandHandler:
             raise BotError(f"measured a keep on {head[:7]}, but {self.publisher.tracking} moved meanwhile; nothing "
                            "was recorded. Comment `/autoresearch retry` to re-evaluate it on the new head.")
         self.ledger.append(record)
-        body = messages.pr_body(dict(record, id=data["id"]), reference, self.git.diff(head, commit, stat=True),
-                                record["log_tail"], retries=retries)
+        # the same body as the night's PRs: the whole diff when small, which direction is better
+        body = self.publisher.body(dict(record, id=data["id"], parent=head, commit=commit), reference, retries=retries)
         if decision.status == KEEP and pr.state == "closed":
             self.gh.update_pr(pr, state="open")
         self.gh.update_pr(pr, body=body)

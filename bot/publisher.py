@@ -168,11 +168,11 @@ class Publisher:
             if self.delete_closed_branches and self.gh.branch_sha(record["branch"]) is not None:
                 self.git.git("push", "--quiet", self.remote, "--delete", record["branch"], env=self.push_env)
 
-    def body(self, record, reference, running=False):
+    def body(self, record, reference, running=False, retries=()):
         """The experiment PR's body, with the whole diff when small and a compare link otherwise."""
         base, commit = record["parent"], record["commit"]
         return messages.pr_body(record, reference, self.git.diff(base, commit, stat=True),
-                                "" if running else record.get("log_tail") or "", running=running,
+                                "" if running else record.get("log_tail") or "", running=running, retries=retries,
                                 diff=self.git.diff(base, commit), diff_url=self.link(f"compare/{base}...{commit}"),
                                 direction=self.config.direction)
 

@@ -97,6 +97,8 @@ def test_the_comment_run_line_queues_a_retry_under_the_shipped_settings(github_w
     assert server.dispatches == [{"workflow": "autoresearch.yml", "ref": event["repository"]["default_branch"],
                                   "inputs": {"mode": "commands"}}]
     assert server.reactions[event["comment"]["id"]] == ["eyes"]
+    replies = [c["body"] for c in server.comments[discarded[0]] if "Queued:" in c["body"]]
+    assert len(replies) == 1 and "a run starts now" in replies[0] and "about 25 minutes" in replies[0]  # 300 s x 3 + 10
 
 
 def test_the_nightly_run_line_with_modal_unreachable_fails_in_seconds(github_world, tmp_path):
