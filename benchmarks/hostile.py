@@ -65,7 +65,7 @@ WHERE = {
                                "the ~900 KB validation text, near-identical)",
     "fm_forged_pr_marker": "bot/messages.pr_body puts the crash reason (the experiment's last output line) and the log "
                            "tail before the bot's marker, and parse_marker takes the first match (used by "
-                           "bot/rebuild.py and bot/command_handler.py)",
+                           "bot/github/rebuild.py and bot/github/command_handler.py)",
 }
 
 

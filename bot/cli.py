@@ -75,7 +75,7 @@ def run(local, iterations, parallel, hours, budget, tag, repo, config_path, gith
         from bot.cli_runner import build_runner
 
         bar = ProgressBar()
-        from bot.cli_github import github_applies
+        from bot.github import github_applies
 
         # Before any GitHub request: GitHub mode does not run unsandboxed experiments without consent,
         # and a Modal runner without a token fails at once.
@@ -86,14 +86,14 @@ def run(local, iterations, parallel, hours, budget, tag, repo, config_path, gith
         ledger = Ledger(state_dir, config.metric)
         publisher = None
         if not no_github:
-            from bot.cli_github import github_mode
+            from bot.github import github_mode
 
             ledger, publisher = github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger,
                                              printer(bar, config.metric), review_bound=review_bound,
                                              delete_closed_branches=delete_closed_branches) or (ledger, None)
         if publisher and config.parallel == 1:  # PRs, labels and merges are written while the next experiment
             # trains (--parallel writes them itself, on this thread, while each batch trains)
-            from bot.publish_queue import BackgroundPublisher
+            from bot.github import BackgroundPublisher
 
             publisher = BackgroundPublisher(publisher)
         loop = ResearchLoop(config, git, runner, proposer,
@@ -105,7 +105,7 @@ def run(local, iterations, parallel, hours, budget, tag, repo, config_path, gith
         click.echo(f"Optimizing {config.metric} ({config.direction})"
                    + (f"; gate: `{config.gate}`" if config.gate else ""))
         if publisher:  # comment commands queued with `bot command --queue` go first
-            from bot.command_handler import CommandHandler
+            from bot.github import CommandHandler
 
             for outcome, detail in CommandHandler(publisher.gh, git, config, ledger, publisher, loop, bot_login).drain():
                 click.echo(f"Queued command {outcome}: {detail}")
@@ -317,9 +317,9 @@ def report(out, no_plot, tag, repo, config_path):
     click.echo(f"Wrote {folder / 'report.md'}" + (f" and {folder / 'progress.png'}" if image else ""))
 
 
-from bot import cli_github  # noqa: E402  (GitHub-mode commands, registered on `cli`)
+from bot.github import register as register_github  # noqa: E402  (GitHub-mode commands, registered on `cli`)
 
-cli_github.register(cli)
+register_github(cli)
 
 from bot.cli_init import init  # noqa: E402
 

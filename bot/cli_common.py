@@ -1,5 +1,5 @@
 """What every `bot` command does first: open the repository and its settings, and turn a
-BotError into one line. Part of the CLI layer, shared by bot/cli.py and bot/cli_github.py."""
+BotError into one line. Part of the CLI layer, shared by bot/cli.py and bot/github/cli.py."""
 
 import functools
 import os

@@ -1,5 +1,5 @@
 """What `bot` commands print while they work: the progress bar and the event lines. Part of
-the CLI layer (bot/cli.py and bot/cli_github.py use it)."""
+the CLI layer (bot/cli.py and bot/github/cli.py use it)."""
 
 import sys
 import threading

@@ -62,7 +62,7 @@ class ResearchLoop:
     def __init__(self, config, git, runner, proposer, ledger, events=None, state_dir=None,
                  bot_version=__version__, clock=time.monotonic, publisher=None):
         self.config, self.git, self.runner = config, git, runner
-        self.publisher = publisher  # GitHub mode (bot/publisher.py): PRs, labels, merges
+        self.publisher = publisher  # GitHub mode (bot/github/publisher.py): PRs, labels, merges
         self.proposer, self.ledger = proposer, ledger
         self.events = events or (lambda kind, **facts: None)
         self.state_dir = Path(state_dir or ledger.directory)

@@ -10,10 +10,10 @@ import pytest
 from click.testing import CliRunner
 
 from bot.cli import cli
-from bot.cli_actions import LEASE_HELD, claim_waiting
 from bot.errors import BotError
-from bot.schedule import cron_for
-from bot.summary_md import night_summary, result_text
+from bot.github.cli_actions import LEASE_HELD, claim_waiting
+from bot.github.schedule import cron_for
+from bot.github.summary_md import night_summary, result_text
 
 ROOT = Path(__file__).resolve().parent.parent
 WORKFLOW_FILES = sorted((ROOT / ".github" / "workflows").glob("*.yml")) + [

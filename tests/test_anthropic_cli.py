@@ -6,7 +6,7 @@ import json
 
 from anthropic_api.server import tool_use
 
-from bot import messages
+from bot.github import messages
 
 
 def _answers():

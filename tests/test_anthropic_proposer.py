@@ -13,8 +13,8 @@ from anthropic_api.server import error, hang, text, tool_use
 from conftest import TOY_TRAIN, LoopRun, ScriptedRunner
 
 from bot.errors import BotError
+from bot.github.messages import pr_body
 from bot.loop import ResearchLoop
-from bot.messages import pr_body
 from bot.pricing import cost_usd
 from bot.proposers.anthropic import AnthropicProposer
 from bot.proposers.offline import OfflineProposer

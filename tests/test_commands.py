@@ -2,7 +2,15 @@
 
 import pytest
 
-from bot.commands import Command, CommandError, authorize, clip, ignore_reason, parse, trust_problem
+from bot.github.commands import (
+    Command,
+    CommandError,
+    authorize,
+    clip,
+    ignore_reason,
+    parse,
+    trust_problem,
+)
 
 
 @pytest.mark.parametrize("body,expected", [

@@ -8,9 +8,9 @@ import copy
 import json
 
 import pytest
-
-from bot import messages
 from github_api.contract import HERE, complete_example, validate_event, webhook_contract
+
+from bot.github import messages
 
 TRACKING = "autoresearch/default"
 HOOKS = webhook_contract()

@@ -1,10 +1,10 @@
-"""bot/github.py under injected faults: 5xx on POST (done or not), 403 secondary rate limit,
+"""bot/github/client.py under injected faults: 5xx on POST (done or not), 403 secondary rate limit,
 429 with Retry-After, 409/422 on ref updates and merges. Through real PyGithub, contract on."""
 
 import pytest
 
 from bot.errors import BotError
-from bot.github import GitHub, StaleError, connect
+from bot.github.client import GitHub, StaleError, connect
 
 SECONDARY = "You have exceeded a secondary rate limit. Please wait a few minutes before you try again."
 
@@ -133,7 +133,7 @@ def test_a_ruleset_on_the_bots_branches_stops_the_run_with_one_clear_error(githu
 
 
 def test_a_ruleset_refusing_the_fast_forward_is_not_called_stale(gh):
-    from bot.github import ProtectedError
+    from bot.github.client import ProtectedError
 
     gh.world.server.protect("autoresearch/default", "Changes must be made through a pull request.")
     main = gh.branch_sha("main")
@@ -163,13 +163,13 @@ def test_a_label_someone_already_removed_is_not_an_error(gh):
     ("Repository rule violations found\n\nCannot update this protected ref.\n\n", "Cannot update this protected ref."),
 ])
 def test_protection_refusal_names_the_rule_and_the_fix(text, rule):
-    from bot.github import protection_refusal
+    from bot.github.client import protection_refusal
 
     message = protection_refusal(text, "autoresearch/x")
     assert f"({rule})" in message and "bypass list" in message and "`autoresearch/x`" in message
 
 
 def test_other_push_failures_are_not_called_protection():
-    from bot.github import protection_refusal
+    from bot.github.client import protection_refusal
 
     assert protection_refusal(" ! [rejected] x -> x (fetch first)\nerror: failed to push some refs", "x") is None

@@ -10,10 +10,10 @@ import json
 import re
 
 import pytest
-
-from bot import messages
 from conftest import git
 from test_github_commands import TRACKING, comment_event, send
+
+from bot.github import messages
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 
 import json
 
-from bot import messages
+from bot.github import messages
 
 
 def _experiment_prs(server):

@@ -8,7 +8,7 @@ import urllib.request
 
 import pytest
 
-from bot.github import connect
+from bot.github.client import connect
 
 EXP = "autoresearch/default-exp/"
 

@@ -5,9 +5,9 @@ draft rules (tests/github_api/realism.py)."""
 import pytest
 
 from bot.config import parse_config
-from bot.github import GitHub, connect
+from bot.github.client import GitHub, connect
+from bot.github.publisher import Publisher
 from bot.gitops import GitRepo
-from bot.publisher import Publisher
 
 TRACKING, LEDGER = "autoresearch/default", "autoresearch/default-ledger"
 WEB = "https://github.example/octo/night"

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bot import messages
+from bot.github import messages
 
 TRACKING = "autoresearch/default"
 

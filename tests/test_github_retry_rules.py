@@ -8,7 +8,6 @@ must agree after every retry; a redelivered event must not run anything twice.
 import json
 
 import pytest
-
 from conftest import ScriptedRunner, git
 from test_github_commands import TRACKING, comment_event, send
 
@@ -29,9 +28,10 @@ def ledger_rows(world):
 def handler(world, monkeypatch, metrics):
     """The CommandHandler `bot command` builds, in this process, with a runner whose metrics the
     test chooses (a keep or a discard on demand)."""
-    from bot.cli_common import ledger_dir as _ledger_dir, open_repo as _open
-    from bot.cli_github import github_mode
-    from bot.command_handler import CommandHandler
+    from bot.cli_common import ledger_dir as _ledger_dir
+    from bot.cli_common import open_repo as _open
+    from bot.github.cli import github_mode
+    from bot.github.command_handler import CommandHandler
     from bot.ledger import Ledger
     from bot.loop import ResearchLoop
     from bot.proposers.offline import OfflineProposer

@@ -1,4 +1,4 @@
-"""GitHub mode's lease (bot/lease.py, BranchLedger.claim): one `bot run` per tag across machines.
+"""GitHub mode's lease (bot/github/lease.py, BranchLedger.claim): one `bot run` per tag across machines.
 Pure rules table-driven; then the real CLI against the loopback GitHub."""
 
 import json
@@ -6,8 +6,15 @@ import time
 
 import pytest
 
-from bot.lease import conflict, lease_ttl, new_lease, released, renewed, taken_over
 from bot.config import parse_config
+from bot.github.lease import (
+    conflict,
+    lease_ttl,
+    new_lease,
+    released,
+    renewed,
+    taken_over,
+)
 
 NOW = 1_800_000_000.0
 LIVE = new_lease("them", "laptop pid 4242", NOW - 60, 3600, host="laptop", pid=4242)
@@ -46,8 +53,8 @@ def _lease_on_branch(world):
 
 
 def _branch_ledger(world):
+    from bot.github.ledger_branch import BranchLedger
     from bot.gitops import GitRepo
-    from bot.ledger_branch import BranchLedger
 
     return BranchLedger(world.work / ".autoresearch" / "default", "val_bpb", GitRepo(world.work),
                         "autoresearch/default-ledger")

@@ -2,11 +2,11 @@
 
 import json
 
-from bot.gitops import GitRepo
-from bot.ledger_branch import BranchLedger, merge_records
+import pytest
 from conftest import git, make_repo
 
-import pytest
+from bot.github.ledger_branch import BranchLedger, merge_records
+from bot.gitops import GitRepo
 
 BRANCH = "autoresearch/t-ledger"
 

@@ -2,7 +2,7 @@
 
 import pytest
 
-from bot import messages
+from bot.github import messages
 
 
 def _record(**changes):
@@ -101,7 +101,7 @@ def test_report_links_prs_and_states_the_cumulative_delta():
     ({"cost_usd": 3.2911, "timings": {"billed_s": 3000.4}}, "GPU $3.29 (3000 s billed)"),
 ])
 def test_gpu_cost_in_the_run_facts(record, expected):
-    from bot.messages import gpu_cost, run_facts
+    from bot.github.messages import gpu_cost, run_facts
 
     assert gpu_cost(record) == expected
     assert run_facts(record).endswith(expected)

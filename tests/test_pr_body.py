@@ -4,7 +4,7 @@ floor makes any keep impossible. Pure: records in, markdown out."""
 
 import pytest
 
-from bot import messages
+from bot.github import messages
 
 SMALL_DIFF = """diff --git a/train.py b/train.py
 --- a/train.py

@@ -1,4 +1,4 @@
-"""bot/publish_queue.py: GitHub writes run beside the training, in order, and failures still stop
+"""bot/github/publish_queue.py: GitHub writes run beside the training, in order, and failures still stop
 the loop. A stand-in publisher records calls and can be held, so the checks are about order, never
 about timing."""
 
@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from bot.errors import BotError
-from bot.publish_queue import BackgroundPublisher
+from bot.github.publish_queue import BackgroundPublisher
 
 WAIT = 10  # generous bound for a step that should happen at once; a hang fails instead of blocking
 

@@ -33,7 +33,7 @@ ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from bot.messages import parse_marker, pr_body  # noqa: E402
+from bot.github.messages import parse_marker, pr_body  # noqa: E402
 from gpu_jobs.job import JobSpec, run_job  # noqa: E402
 
 from .cases import build_source  # noqa: E402

@@ -7,9 +7,10 @@ import uuid
 import click
 
 from bot.cli_common import friendly_errors, ledger_dir, open_repo
-from bot.cli_output import ProgressBar, printer as event_printer
+from bot.cli_output import ProgressBar
+from bot.cli_output import printer as event_printer
 from bot.errors import BotError
-from bot.lease import lease_ttl
+from bot.github.lease import lease_ttl
 
 
 def _github_target(git, explicit):
@@ -51,9 +52,9 @@ def github_mode(git, config, github_repo, kept_only, writes_per_minute, ledger, 
         return None
     if not target:
         return None
-    from bot.github import GitHub, connect
-    from bot.ledger_branch import BranchLedger
-    from bot.publisher import Publisher
+    from bot.github.client import GitHub, connect
+    from bot.github.ledger_branch import BranchLedger
+    from bot.github.publisher import Publisher
 
     api = os.environ.get("GITHUB_API_URL", "https://api.github.com")
     push_env = _push_env(token, os.environ.get("GITHUB_SERVER_URL", "https://github.com"))
@@ -117,7 +118,7 @@ def command(event_path, local, github_repo, bot_login, writes_per_minute, queue,
     """
     import json
 
-    from bot.command_handler import CommandHandler
+    from bot.github.command_handler import CommandHandler
     from bot.ledger import Ledger
     from bot.loop import ResearchLoop
     from bot.proposers.offline import OfflineProposer
@@ -126,7 +127,7 @@ def command(event_path, local, github_repo, bot_login, writes_per_minute, queue,
         event = json.loads(open(event_path, encoding="utf-8").read())
     except (OSError, ValueError) as exc:
         raise BotError(f"cannot read the event file {event_path}: {exc}; pass the issue_comment event JSON") from None
-    from bot.commands import event_problem, ignore_reason
+    from bot.github.commands import event_problem, ignore_reason
 
     problem = event_problem(event)
     if problem:
@@ -193,8 +194,8 @@ def ledger_rebuild(github_repo, tag, repo, config_path):
       bot ledger rebuild
       bot ledger rebuild --github me/nanogpt --tag night1
     """
+    from bot.github.rebuild import rebuild
     from bot.ledger import Ledger
-    from bot.rebuild import rebuild
 
     git, config = open_repo(repo, config_path, tag=tag)
     mode = github_mode(git, config, github_repo, False, 8, Ledger(ledger_dir(git.root, config), config.metric),
@@ -207,7 +208,7 @@ def ledger_rebuild(github_repo, tag, repo, config_path):
 
 
 def register(group):
-    from bot.cli_actions import drain, schedule, summary
+    from bot.github.cli_actions import drain, schedule, summary
 
     group.add_command(command)
     group.add_command(ledger)

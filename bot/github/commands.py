@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from bot.messages import quote
+from bot.github.messages import quote
 
 PREFIX = "/autoresearch"
 COMMANDS = ("retry", "revert", "reject", "try", "help")

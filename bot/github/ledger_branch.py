@@ -16,7 +16,14 @@ import time
 from pathlib import Path
 
 from bot.errors import BotError, LedgerError, RepoError
-from bot.lease import LEASE_FILE, conflict, new_lease, released, renewed, taken_over
+from bot.github.lease import (
+    LEASE_FILE,
+    conflict,
+    new_lease,
+    released,
+    renewed,
+    taken_over,
+)
 from bot.ledger import Ledger, format_record, parse_jsonl, render_tsv
 
 PUSH_ATTEMPTS = 5
@@ -109,7 +116,7 @@ class BranchLedger(Ledger):
         raise LedgerError(f"could not push the ledger to {self.remote} {self.branch} after {PUSH_ATTEMPTS} "
                           "attempts (another run keeps pushing?); rerun: local rows are kept and pushed next time")
 
-    # ---- the lease: one `bot run` per tag across machines (bot/lease.py) ----------------------
+    # ---- the lease: one `bot run` per tag across machines (bot/github/lease.py) ----------------------
 
     def current_lease(self):
         if self.head is None:
@@ -173,7 +180,7 @@ class BranchLedger(Ledger):
 
 def _refuse_if_protected(exc, branch):
     """A rule on the branch is not a lost race: retrying cannot help, so say which rule and the fix."""
-    from bot.github import ProtectedError, protection_refusal
+    from bot.github.client import ProtectedError, protection_refusal
 
     refused = protection_refusal(str(exc), branch)
     if refused:

@@ -1,9 +1,9 @@
 """`bot command --event PATH`: act on one `issue_comment` event (a slash command on a bot PR).
 
-Order: ignore what is not ours (bot.commands.ignore_reason) and PRs without a marker; read the
+Order: ignore what is not ours (bot.github.commands.ignore_reason) and PRs without a marker; read the
 commenter's permission (collaborator-permission endpoint); someone without write gets an answer
 only for a well-formed command on a PR the bot opened (a refusal), never for a parse error or
-on anyone else's PR. Then 👀, check the marker can be trusted (bot.commands.trust_problem), act,
+on anyone else's PR. Then 👀, check the marker can be trusted (bot.github.commands.trust_problem), act,
 🚀 when done; 😕 and a reply saying why when refused or failed. Replies carry a marker keyed by
 the comment id, and ledger rows the comment id, so a redelivered event never acts twice.
 """
@@ -13,11 +13,11 @@ import os
 import tempfile
 from pathlib import Path
 
-from bot import commands, messages
 from bot.decide import CONFIRM, DISCARD, KEEP, Decision, decide_runs
 from bot.errors import BotError, RepoError
-from bot.github import ProtectedError, StaleError
-from bot.publisher import STATUS_LABEL
+from bot.github import commands, messages
+from bot.github.client import ProtectedError, StaleError
+from bot.github.publisher import STATUS_LABEL
 
 
 class Refused(BotError):
@@ -207,8 +207,8 @@ class CommandHandler:
     def _decide_pooled(self, result, samples, reference, records, key):
         """The configured rule on every sample of this diff on this base, never the last one alone:
         retrying until lucky only adds evidence. Still inside the noise → discard for now."""
-        from bot.rows import same_segment
         from bot.replicates import head_values, params_from, segment_sigma
+        from bot.rows import same_segment
 
         segment = [r for r in records if same_segment(r, {k: v for k, v in key.items() if k != "device"})]
         decision = decide_runs(result.status, samples, head_values(reference, records), segment_sigma(segment),

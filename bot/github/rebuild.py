@@ -1,6 +1,6 @@
 """`bot ledger rebuild`: experiment rows recovered from the hidden markers in the bot's PR bodies."""
 
-from bot import messages
+from bot.github import messages
 
 
 def records_from_pulls(pulls, exp_prefix):

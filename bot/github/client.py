@@ -287,7 +287,7 @@ class GitHub:
         return permission, role
 
     def pr_facts(self, pr):
-        """What decides whether a PR's marker can be trusted (bot.commands.trust_problem)."""
+        """What decides whether a PR's marker can be trusted (bot.github.commands.trust_problem)."""
         head_repo = pr.head.repo.full_name if pr.head.repo is not None else None
         return {"author": pr.user.login if pr.user is not None else None, "head_repo": head_repo,
                 "repo": self.repo.full_name, "head_ref": pr.head.ref, "head_sha": pr.head.sha}

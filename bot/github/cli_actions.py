@@ -1,6 +1,6 @@
 """The parts of `bot` that GitHub Actions runs around a night: `bot drain` (the run a comment
 command starts with workflow_dispatch), `bot summary` (the job summary) and `bot schedule` (a
-cron line). Registered through bot.cli_github.register.
+cron line). Registered through bot.github.cli.register.
 """
 
 import os
@@ -9,10 +9,11 @@ import time
 import click
 
 from bot.cli_common import friendly_errors, ledger_dir, open_repo
-from bot.cli_output import ProgressBar, printer as event_printer
+from bot.cli_output import ProgressBar
+from bot.cli_output import printer as event_printer
 from bot.errors import BotError
 
-LEASE_HELD = "another `bot run` holds this tag's lease"  # bot.lease.conflict's words
+LEASE_HELD = "another `bot run` holds this tag's lease"  # bot.github.lease.conflict's words
 LEASE_POLL_S = 30.0
 
 
@@ -57,13 +58,13 @@ def drain(wait_minutes, local, github_repo, writes_per_minute, tag, repo, config
       bot drain --wait-minutes 330    # wait out a night that holds the lease
       bot drain --local --github me/nanogpt
     """
-    from bot.cli_github import github_mode
     from bot.cli_runner import build_runner
-    from bot.command_handler import CommandHandler, pending_requests
+    from bot.github.cli import github_mode
+    from bot.github.command_handler import CommandHandler, pending_requests
+    from bot.github.summary_md import result_text
     from bot.ledger import Ledger
     from bot.loop import ResearchLoop
     from bot.proposers.offline import OfflineProposer
-    from bot.summary_md import result_text
 
     git, config = open_repo(repo, config_path, tag=tag, runner="local" if local else None)
     bar = ProgressBar()
@@ -109,8 +110,8 @@ def summary(since, out, tag, repo, config_path):
       bot summary --since "$STARTED"          # in Actions: appends to $GITHUB_STEP_SUMMARY
       bot summary --since 2026-05-01T00:00:00Z
     """
+    from bot.github.summary_md import night_summary
     from bot.ledger import Ledger
-    from bot.summary_md import night_summary
 
     git, config = open_repo(repo, config_path, tag=tag)
     records = Ledger(ledger_dir(git.root, config), config.metric).read()
@@ -145,8 +146,8 @@ def schedule(github_repo, window_start, window_hours, repo):
       bot schedule                      # for the origin remote's repository
       bot schedule --github me/nanogpt --window-start 22 --window-hours 8
     """
-    from bot.cli_github import _github_target
-    from bot.schedule import schedule_text
+    from bot.github.cli import _github_target
+    from bot.github.schedule import schedule_text
 
     target = github_repo or os.environ.get("GITHUB_REPOSITORY")
     if not target:

@@ -6,9 +6,14 @@ is written. Each step first looks for what an earlier (killed) run may have done
 creates no duplicate; `reconcile` finishes the steps a killed run left undone.
 """
 
-from bot import messages
 from bot.errors import BotError, RepoError
-from bot.github import GitHubError, ProtectedError, StaleError, protection_refusal
+from bot.github import messages
+from bot.github.client import (
+    GitHubError,
+    ProtectedError,
+    StaleError,
+    protection_refusal,
+)
 
 STATUS_LABEL = {"keep": "kept", "discard": "discarded", "crash": "crashed"}
 RECONCILE_LAST = 3  # a kill leaves at most the last experiment half-published
