@@ -4,6 +4,7 @@ comment, the lease wait; and the workflows' lint bar (pinned actions, zizmor, no
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -124,12 +125,27 @@ def test_the_retired_cache_action_is_gone():
     assert "actions/cache@27d5ce7f107fe9357f9df03efb73ab90386fccae  # v5.0.5" in flywheel
 
 
-@pytest.mark.skipif(shutil.which("zizmor") is None, reason="zizmor is not installed")
+def _tool(name):
+    """A lint tool of the test extra: beside this interpreter (its venv), else on PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    assert found, f"{name} is missing: pip install -e '.[test]' installs it"
+    return found
+
+
 def test_zizmor_finds_nothing():
     files = [str(p.relative_to(ROOT)) for p in WORKFLOW_FILES]
-    done = subprocess.run(["zizmor", "--offline", *files], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    done = subprocess.run([_tool("zizmor"), "--offline", *files], cwd=ROOT, capture_output=True, text=True,
+                          timeout=120)
     assert done.returncode == 0 and "No findings to report" in done.stdout + done.stderr, done.stdout + done.stderr
     for path in WORKFLOW_FILES:  # an ignore carries its reason on the same line
         for line in path.read_text().splitlines():
             if "zizmor: ignore[" in line:
                 assert re.search(r"zizmor: ignore\[[\w-]+\] \S.{10,}", line), line
+
+
+def test_every_workflow_matches_githubs_workflow_schema():
+    files = [str(p.relative_to(ROOT)) for p in WORKFLOW_FILES]
+    done = subprocess.run([_tool("check-jsonschema"), "--builtin-schema", "vendor.github-workflows", *files],
+                          cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "ok -- validation done" in done.stdout, done.stdout + done.stderr
