@@ -146,6 +146,22 @@ class GitHubWorld:
         return git(self.bare, "show", f"refs/heads/{branch}:{path}")
 
 
+@pytest.fixture
+def night(github_world):
+    """A two-experiment night on the loopback GitHub, and its discarded experiment PRs."""
+    assert github_world.run(2).exit_code == 0
+    server = github_world.server
+    return github_world, [n for n, p in server.pulls.items()
+                          if p["head"].startswith("autoresearch/default-exp/") and "discarded" in server.issue_labels[n]]
+
+
+def ledger_rows(world):
+    """The rows on the ledger branch of the loopback's bare repository."""
+    import json
+
+    return [json.loads(x) for x in world.bare_file("autoresearch/default-ledger", "experiments.jsonl").splitlines()]
+
+
 CONTRACT_TOTALS = {"validated": __import__("collections").Counter(), "deviations": __import__("collections").Counter()}
 
 

@@ -40,15 +40,6 @@ def send(world, event, tmp_path):
     return result.output
 
 
-@pytest.fixture
-def night(github_world):
-    assert github_world.run(2).exit_code == 0
-    server = github_world.server
-    discarded = [n for n, p in server.pulls.items() if p["head"].startswith(f"{TRACKING}-exp/")
-                 and "discarded" in server.issue_labels[n]]
-    return github_world, discarded
-
-
 def test_read_only_user_cannot_retry_and_is_told_why(night, tmp_path):
     world, _ = night
     server = world.server

@@ -6,27 +6,13 @@ Parse errors and `help` are answered only after the permission check; replies ne
 person's text in a way that breaks out of its quoting or @-mentions someone.
 """
 
-import json
 import re
 
 import pytest
-from conftest import git
+from conftest import git, ledger_rows
 from test_github_commands import TRACKING, comment_event, send
 
 from bot.github import messages
-
-
-@pytest.fixture
-def night(github_world):
-    """A two-experiment night on the loopback GitHub, and its discarded experiment PRs."""
-    assert github_world.run(2).exit_code == 0
-    server = github_world.server
-    return github_world, [n for n, p in server.pulls.items()
-                          if p["head"].startswith(f"{TRACKING}-exp/") and "discarded" in server.issue_labels[n]]
-
-
-def ledger_rows(world):
-    return [json.loads(x) for x in world.bare_file(f"{TRACKING}-ledger", "experiments.jsonl").splitlines()]
 
 
 def bot_prs(server):

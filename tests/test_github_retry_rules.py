@@ -8,21 +8,8 @@ must agree after every retry; a redelivered event must not run anything twice.
 import json
 
 import pytest
-from conftest import ScriptedRunner, git
+from conftest import ScriptedRunner, git, ledger_rows
 from test_github_commands import TRACKING, comment_event, send
-
-
-@pytest.fixture
-def night(github_world):
-    """A two-experiment night on the loopback GitHub, and its discarded experiment PRs."""
-    assert github_world.run(2).exit_code == 0
-    server = github_world.server
-    return github_world, [n for n, p in server.pulls.items()
-                          if p["head"].startswith(f"{TRACKING}-exp/") and "discarded" in server.issue_labels[n]]
-
-
-def ledger_rows(world):
-    return [json.loads(x) for x in world.bare_file(f"{TRACKING}-ledger", "experiments.jsonl").splitlines()]
 
 
 def handler(world, monkeypatch, metrics):
