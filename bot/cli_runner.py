@@ -3,38 +3,19 @@ before any compute. Part of the CLI layer: it reads the environment (the Modal t
 the real Modal client, so nothing below the CLI does.
 """
 
-import os
 from pathlib import Path
 
 from bot.errors import BotError
 
-NO_TOKEN = ("`runner: modal` needs a Modal token: run `modal token new` (or set MODAL_TOKEN_ID and "
-            "MODAL_TOKEN_SECRET; in GitHub Actions, repository secrets), or pass --local to train on this machine")
-
-
-def modal_token_present(environ=None, home=None):
-    """A token the Modal SDK will find: the two variables, or a profile in ~/.modal.toml."""
-    environ = os.environ if environ is None else environ
-    if environ.get("MODAL_TOKEN_ID", "").strip() and environ.get("MODAL_TOKEN_SECRET", "").strip():
-        return True
-    config = Path(environ.get("MODAL_CONFIG_PATH") or Path(home or Path.home()) / ".modal.toml")
-    try:
-        text = config.read_text(encoding="utf-8")
-    except OSError:
-        return False
-    return "token_id" in text and "token_secret" in text
-
 
 def build_runner(config, on_line, git, github=False, no_isolation=False, warn=None, state_dir=None):
     """The configured runner. Local: this machine, in the sandbox (see `checked_runner`). Modal:
-    the token and the service are checked first, within seconds, so a missing token costs one
-    line and no waiting."""
+    the token and the service are checked first (bot.runners.modal.preflight), within seconds, so
+    a missing token costs one line and no waiting."""
     if config.runner == "local":
         from bot.runners.local import checked_runner
 
         return checked_runner(config, on_line, github=github, no_isolation=no_isolation, warn=warn)
-    if not modal_token_present():
-        raise BotError(NO_TOKEN)
     try:
         from bot.runners.modal import modal_runner
     except ImportError as exc:  # modal is a core dependency; a broken install says so

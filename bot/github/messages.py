@@ -7,6 +7,8 @@ finds its own PRs and comments by it (and `bot ledger rebuild` reads experiments
 import json
 import re
 
+from bot.report import usd_text
+
 EXPERIMENT_MARKER = "autoresearch:experiment"
 REPORT_MARKER = "autoresearch:report"
 COMMENT_MARKER = "autoresearch:comment"
@@ -141,8 +143,7 @@ def gpu_cost(record):
     billed = (record.get("timings") or {}).get("billed_s")
     if not usd and not billed:
         return "GPU $0"
-    text = f"GPU ${usd:.4f}" if usd < 1 else f"GPU ${usd:.2f}"
-    return text + (f" ({float(billed):.0f} s billed)" if billed else "")
+    return f"GPU {usd_text(usd)}" + (f" ({float(billed):.0f} s billed)" if billed else "")
 
 
 def proposal_facts(record):
