@@ -13,6 +13,8 @@ One experiment is two phases (run by gpu_jobs/job.py):
 
 API used by train.py:
     MAX_SEQ_LEN, TIME_BUDGET, EVAL_TOKENS, VOCAB_SIZE   constants (chosen by device and environment)
+    GPU_PROFILE                                          True on CUDA (and when the harness estimates GPU
+                                                         memory without a GPU): train.py picks its GPU sizes
     get_device() -> "cuda" | "cpu"
     run_seed() -> int                                    the run's seed (train.py has no seed of its own)
     make_dataloader("train", batch_size, seq_len, device) infinite iterator of (x, y) int64 (B, T), y = x shifted
@@ -108,10 +110,11 @@ def handoff_path():
 # ---------------------------------------------------------------------------
 
 _ON_CUDA = torch.cuda.is_available()
-MAX_SEQ_LEN = 2048 if _ON_CUDA else 128  # context length in tokens (= bytes); fixed per device
+GPU_PROFILE = _ON_CUDA  # which of train.py's size profiles runs
+MAX_SEQ_LEN = 2048 if GPU_PROFILE else 128  # context length in tokens; fixed per profile
 TIME_BUDGET = time_budget()  # training seconds, excluding start-up and evaluation
 STEP_BUDGET = _env_number("AUTORESEARCH_BUDGET_STEPS", 0, int) or None  # counted steps instead, when set
-EVAL_TOKENS = 40 * 2**19 if _ON_CUDA else 2**15  # val tokens scored (CPU: 256 rows, each scored twice for the causality check)
+EVAL_TOKENS = 40 * 2**19 if GPU_PROFILE else 2**15  # val tokens scored (CPU: 256 rows, each scored twice for the causality check)
 # Byte-level tokenizer for every source: token = byte, so bits per token = bits per byte and the
 # metric does not depend on a tokenizer. A trained BPE tokenizer is a later issue.
 VOCAB_SIZE = 256

@@ -17,8 +17,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from prepare import (MAX_SEQ_LEN, STEP_BUDGET, TIME_BUDGET, VOCAB_SIZE, evaluate_bpb, get_device, make_dataloader,
-                     run_seed)
+from prepare import (GPU_PROFILE, MAX_SEQ_LEN, STEP_BUDGET, TIME_BUDGET, VOCAB_SIZE, evaluate_bpb, get_device,
+                     make_dataloader, run_seed)
 
 # ---------------------------------------------------------------------------
 # Hyperparameters
@@ -191,16 +191,19 @@ class AdamW:
 
 device = get_device()
 on_cuda = device == "cuda"
-if on_cuda:
+# GPU_PROFILE is set on CUDA, and also when the harness estimates the GPU profile's memory on a CPU.
+if GPU_PROFILE:
     depth, model_dim, n_head = DEPTH, MODEL_DIM, N_HEAD
     device_batch_size, total_batch_size = DEVICE_BATCH_SIZE, TOTAL_BATCH_SIZE
-    torch.set_float32_matmul_precision("high")  # TF32 matmuls
-    autocast_ctx = torch.autocast(device_type="cuda", dtype=torch.bfloat16)
+    autocast_ctx = torch.autocast(device_type=device, dtype=torch.bfloat16)
 else:
     depth, model_dim, n_head = CPU_DEPTH, CPU_MODEL_DIM, CPU_N_HEAD
     device_batch_size, total_batch_size = CPU_DEVICE_BATCH_SIZE, CPU_TOTAL_BATCH_SIZE
-    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
     autocast_ctx = contextlib.nullcontext()  # float32 on CPU
+if on_cuda:
+    torch.set_float32_matmul_precision("high")  # TF32 matmuls
+else:
+    torch.set_num_threads(len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count())
 torch.manual_seed(run_seed())
 
 tokens_per_micro_batch = device_batch_size * MAX_SEQ_LEN
