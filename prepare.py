@@ -13,6 +13,7 @@ One experiment is two phases (run by gpu_jobs/job.py):
 
 API used by train.py:
     MAX_SEQ_LEN, TIME_BUDGET, EVAL_TOKENS, VOCAB_SIZE   constants (chosen by device and environment)
+    peak_flops(device_name) -> float | None               dense bf16 peak FLOP/s of a CUDA device, for MFU
     GPU_PROFILE                                          True on CUDA (and when the harness estimates GPU
                                                          memory without a GPU): train.py picks its GPU sizes
     get_device() -> "cuda" | "cpu"
@@ -129,6 +130,23 @@ MAX_EVAL_BATCH = 4096  # largest batch a handed-over graph may be traced with
 PARQUET_URL = "https://huggingface.co/datasets/karpathy/climbmix-400b-shuffle/resolve/main"
 PARQUET_TRAIN_SHARDS = 4  # shards 0..3 train; small on purpose (smoke runs); raise for long GPU runs
 PARQUET_VAL_SHARD = 6542  # the dataset's last shard, pinned as validation
+
+# Dense (no sparsity) bf16 tensor-core peaks from NVIDIA's datasheets, for MFU. Matched in order
+# against torch.cuda.get_device_name(), so the more specific names come first.
+PEAK_BF16_FLOPS = (
+    ("H100 NVL", 835e12), ("H100 PCIe", 756e12), ("H100", 989.5e12),  # "H100 80GB HBM3" is the SXM part
+    ("GH200", 989.5e12), ("H200 NVL", 835e12), ("H200", 989.5e12),
+    ("B200", 2250e12), ("A100", 312e12), ("L40S", 362e12), ("A10G", 125e12), ("A10", 125e12),  # A10G: the A10's figure
+    ("L40", 181e12), ("L4", 121e12),
+)
+
+
+def peak_flops(device_name):
+    """Dense bf16 peak FLOP/s of a CUDA device by its name; None when unknown (MFU is then not printed)."""
+    for key, flops in PEAK_BF16_FLOPS:
+        if key.lower() in (device_name or "").lower():
+            return flops
+    return None
 
 # ---------------------------------------------------------------------------
 # Data sources: each gives (train bytes, val bytes)

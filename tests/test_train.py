@@ -55,7 +55,7 @@ def test_a_short_cpu_run_learns_and_agrees_with_the_harness(tmp_path):
 
 
 def test_a_diverging_run_fails_fast(tmp_path):
-    huge_lr = lambda source: re.sub(r"(?m)^LEARNING_RATE = \S+", "LEARNING_RATE = 1e9", source)
+    huge_lr = lambda source: re.sub(r"(?m)^(LEARNING_RATE|MATRIX_LR|EMBEDDING_LR) = \S+", r"\1 = 1e9", source)
     process = run_train(tmp_path, budget="30", edit=huge_lr)
     assert process.returncode == 1
     assert re.search(r"^FAIL: loss is \S+ at step \d+$", process.stdout, flags=re.M), process.stdout[-2000:]
@@ -87,7 +87,8 @@ def test_hyperparameters_are_commented_literals_with_cpu_twins():
                 comments[token.start[0]] = token.string
     for name, node in constants.items():
         value = node.value
-        assert isinstance(value, ast.Constant) and type(value.value) in (int, float), f"{name} is not a number literal"
+        assert isinstance(value, ast.Constant) and type(value.value) in (int, float, bool), \
+            f"{name} is not a number or flag literal"
         assert node.lineno in comments, f"{name} has no # unit/meaning comment"
     for name in ("DEPTH", "MODEL_DIM", "N_HEAD", "DEVICE_BATCH_SIZE", "TOTAL_BATCH_SIZE"):
         assert name in constants and f"CPU_{name}" in constants

@@ -1,0 +1,200 @@
+"""The CUDA path of train.py, as far as a CPU can run it: the GPU profile's model under torch.compile
+(no graph breaks, no recompiles from training to evaluation), its FLOP count against the MFU formula,
+the sliding-window kernels against each other, Muon against a reference, and the peak FLOPs table.
+
+train.py is a script; its definitions (imports, UPPER_CASE constants, functions, classes) are taken
+from its source with the setup and the loop left out, so these tests build its model at any size."""
+
+import ast
+import math
+from pathlib import Path
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import prepare
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def train_definitions(**overrides):
+    """train.py's imports, constants (with `overrides`), functions and classes, executed in a namespace."""
+    tree = ast.parse((ROOT / "train.py").read_text())
+
+    def wanted(node):
+        if isinstance(node, ast.ImportFrom):
+            return node.module != "prepare"
+        if isinstance(node, ast.Assign):
+            return isinstance(node.targets[0], ast.Name) and node.targets[0].id.isupper()
+        return isinstance(node, (ast.Import, ast.FunctionDef, ast.ClassDef))
+
+    namespace = {}
+    exec(compile(ast.Module([n for n in tree.body if wanted(n)], type_ignores=[]), "train.py", "exec"), namespace)
+    for name, value in overrides.items():
+        assert name in namespace, f"train.py has no constant {name}"
+        namespace[name] = value
+    return namespace
+
+
+def gpu_profile_model(ns, vocab=512, seq_len=256, width=64, heads=2, device="cpu"):
+    """The GPU profile's structure (DEPTH layers, its windows, value embeddings, scalars, softcap) at a
+    width, vocabulary and context small enough for a CPU."""
+    torch.manual_seed(0)
+    with torch.device(device):
+        return ns["GPT"](vocab, seq_len, ns["DEPTH"], width, heads, ns["MLP_RATIO"])
+
+
+def test_the_gpu_profile_has_every_ingredient():
+    ns = train_definitions()
+    model = gpu_profile_model(ns)
+    assert model.windows == [128, 128, 128, 256, 128, 128, 128, 256]  # SSSL SSSL, the last layer full
+    assert sorted(model.value_embeds) == ["1", "3", "5", "7"]  # alternate layers, the last included
+    assert model.resid_lambdas is not None and ns["LOGIT_SOFTCAP"] > 0 and ns["MUON"] is True
+
+
+def test_compiled_training_has_no_graph_break_and_no_recompile_through_evaluation():
+    """Dynamo's view of the CUDA path: the backend is aot_eager (forward and backward graphs, no C++
+    compiler needed), which traces exactly what inductor would be given."""
+    import torch._dynamo
+    from torch._dynamo.testing import CompileCounterWithBackend
+    from torch._dynamo.utils import counters
+
+    ns = train_definitions()
+    model = gpu_profile_model(ns, seq_len=128)
+    torch._dynamo.reset()
+    counters.clear()
+    backend = CompileCounterWithBackend("aot_eager")
+    compiled = torch.compile(model, backend=backend)
+    optimizer = ns["Muon"]([p for n, p in model.named_parameters() if n.startswith("blocks.") and p.dim() == 2
+                            and "ve_gate" not in n], 0.02, 0.95, 5, 0.1)
+    x = torch.randint(0, 512, (2, 128))
+    with torch._dynamo.config.patch(error_on_recompile=True):
+        for _ in range(3):
+            loss = F.cross_entropy(compiled(x).view(-1, 512), x.roll(-1, 1).view(-1))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+        # Evaluation as train.py runs it: evaluate_bpb scores (and hands over) the module itself,
+        # eagerly, in eval mode and without grad; then training mode is back for nothing else.
+        was_training = compiled.training
+        compiled.eval()
+        with torch.no_grad():
+            eager = compiled._orig_mod(x)
+        compiled.train(was_training)
+        loss = F.cross_entropy(compiled(x).view(-1, 512), x.roll(-1, 1).view(-1))
+    assert dict(counters["graph_break"]) == {}
+    assert backend.frame_count == 1, f"{backend.frame_count} compiled frames (a recompile or a graph break)"
+    assert torch.isfinite(eager).all() and torch.isfinite(loss)
+
+
+def test_the_flop_count_on_the_meta_device_equals_the_mfu_formula():
+    """FlopCounterMode counts what the kernels compute: 6 FLOPs per weight per token for the matmuls,
+    and the full T x T score matrix for every attention call (a mask does not skip work). The formula
+    counts a sliding-window layer's attention by its window (flex_attention skips the blocks outside
+    it), so the two agree exactly once that difference is added back."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    ns = train_definitions()
+    vocab, seq_len, width, heads = 8192, 2048, ns["MODEL_DIM"], ns["N_HEAD"]
+    with torch.device("meta"):
+        model = ns["GPT"](vocab, seq_len, ns["DEPTH"], width, heads, ns["MLP_RATIO"])
+    x = torch.zeros(1, seq_len, dtype=torch.long, device="meta")
+    with FlopCounterMode(display=False) as counter:
+        F.cross_entropy(model(x).view(-1, vocab), x.view(-1)).backward()
+    counted_per_token = counter.get_total_flops() / seq_len
+    head_dim = width // heads
+    skipped = sum(12 * heads * head_dim * (seq_len - w) for w in model.windows)
+    assert skipped > 0
+    assert model.flops_per_token() == counted_per_token - skipped
+    # and the parameter part is 6 per matmul weight: embeddings and scalars excluded
+    lookups = vocab * width * (1 + len(model.value_embeds))
+    matmul_weights = sum(p.numel() for p in model.parameters()) - lookups - 2 * ns["DEPTH"]
+    assert model.flops_per_token() == 6 * matmul_weights + sum(12 * heads * head_dim * w for w in model.windows)
+
+
+def test_sliding_window_mask_matches_flex_attention_and_is_causal():
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    ns = train_definitions()
+    T, window = 256, 96
+    mask = ns["sliding_window_mask"](T, window, "cpu")
+    i = torch.arange(T)
+    assert mask[i, i].all() and not mask.triu(1).any()  # itself yes, the future never
+    assert mask.sum(1).max() == window and mask[T - 1, T - window] and not mask[T - 1, T - window - 1]
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 2, T, 32) for _ in range(3))
+    block_mask = create_block_mask(lambda b, h, qi, kv: (qi >= kv) & (qi - kv < window), None, None, T, T,
+                                   device="cpu")
+    with torch.no_grad():  # flex_attention has no backward on a CPU; its forward is the reference kernel
+        flex = flex_attention(q, k, v, block_mask=block_mask)
+    sdpa = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(flex, sdpa, rtol=1e-4, atol=1e-5)
+
+
+def reference_newton_schulz(g, steps):
+    """Muon's quintic iteration, written as the polynomial it is, in float64."""
+    a, b, c = 3.4445, -4.7750, 2.0315
+    x = g.double()
+    transpose = x.shape[0] > x.shape[1]
+    if transpose:
+        x = x.T
+    x = x / x.norm()
+    for _ in range(steps):
+        s = x @ x.T
+        x = a * x + b * s @ x + c * s @ s @ x
+    return x.T if transpose else x
+
+
+@pytest.mark.parametrize("shape", [(6, 10), (12, 5)])
+def test_muon_update_matches_a_reference(shape):
+    ns = train_definitions()
+    torch.manual_seed(0)
+    g = torch.randn(shape)
+    ours = ns["orthogonalize"](g, 5)
+    torch.testing.assert_close(ours.double(), reference_newton_schulz(g, 5), rtol=0, atol=1e-4)
+    # ... which is close to the orthogonal factor U V^T of the SVD: same singular vectors, and every
+    # singular value pushed from wherever it was into the quintic's band around 1
+    u, _, vt = torch.linalg.svd(g.double(), full_matrices=False)
+    projected = u.T @ ours.double() @ vt.T
+    off_diagonal = projected - torch.diag(projected.diagonal())
+    assert off_diagonal.abs().max() < 1e-3
+    assert projected.diagonal().min() > 0.6 and projected.diagonal().max() < 1.25
+
+    # Muon's whole step, 4 times: Nesterov momentum, orthogonalized, shape-scaled, decoupled decay
+    p = torch.randn(shape, requires_grad=True)
+    reference, buffer = p.detach().double().clone(), torch.zeros(shape, dtype=torch.float64)
+    lr, momentum, decay = 0.05, 0.9, 0.1
+    optimizer = ns["Muon"]([p], lr, momentum, 5, decay)
+    for step in range(4):
+        grad = torch.randn(shape)
+        p.grad = grad.clone()
+        optimizer.step()
+        buffer = momentum * buffer + (1 - momentum) * grad.double()
+        nesterov = (1 - momentum) * grad.double() + momentum * buffer
+        reference = reference * (1 - lr * decay) - lr * max(1, shape[0] / shape[1]) ** 0.5 * \
+            reference_newton_schulz(nesterov, 5)
+    torch.testing.assert_close(p.detach().double(), reference, rtol=0, atol=1e-4)
+
+
+@pytest.mark.parametrize("name, flops", [
+    ("NVIDIA H100 80GB HBM3", 989.5e12), ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H100 NVL", 835e12),
+    ("NVIDIA H200", 989.5e12), ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA A100 80GB PCIe", 312e12),
+    ("NVIDIA L40S", 362e12), ("NVIDIA A10G", 125e12), ("NVIDIA L4", 121e12), ("NVIDIA B200", 2250e12),
+    ("Tesla T4", None), ("Tesla V100-SXM2-16GB", None), ("", None),
+])
+def test_peak_flops_by_device_name(name, flops):
+    assert prepare.peak_flops(name) == flops
+
+
+def test_mfu_formula_in_autoresearchs_convention():
+    """The convention's own example: autoresearch's baseline (50.3M parameters, 953 steps of 2^19
+    tokens in 300 s at 39.8 % on an H100) implies ~4.1e8 FLOPs per token; this model's formula gives
+    a figure of that order for the same sizes (its own parameters differ: no value-embedding gate
+    table, separate q/k/v)."""
+    ns = train_definitions()
+    with torch.device("meta"):
+        model = ns["GPT"](8192, 2048, ns["DEPTH"], ns["MODEL_DIM"], ns["N_HEAD"], ns["MLP_RATIO"])
+    implied = 0.398 * 989.5e12 * 300.1 / (953 * 2**19)
+    assert 0.5 < model.flops_per_token() / implied < 1.5
+    assert math.isclose(prepare.peak_flops("NVIDIA H100 80GB HBM3"), 989.5e12)
