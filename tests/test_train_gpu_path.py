@@ -198,3 +198,24 @@ def test_mfu_formula_in_autoresearchs_convention():
     implied = 0.398 * 989.5e12 * 300.1 / (953 * 2**19)
     assert 0.5 < model.flops_per_token() / implied < 1.5
     assert math.isclose(prepare.peak_flops("NVIDIA H100 80GB HBM3"), 989.5e12)
+
+
+def test_the_gpu_benchmark_runs_the_real_job_and_prints_its_table(tmp_path):
+    """benchmarks/gpu.py on a CPU (--allow-cpu): the same job and table a GPU run produces."""
+    import os
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUTORESEARCH_")}
+    env.update(CUDA_VISIBLE_DEVICES="", AUTORESEARCH_CACHE_DIR=str(tmp_path / "cache"))
+    process = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--allow-cpu", "--steps", "3",
+                              "--data", "stdlib", "--no-write"], env=env, capture_output=True, text=True, timeout=300)
+    assert process.returncode == 0, process.stdout[-2000:] + process.stderr[-2000:]
+    rows = dict(line.strip("|").split("|")[:2] for line in process.stdout.splitlines() if line.startswith("| "))
+    rows = {k.strip(): v.strip() for k, v in rows.items()}
+    assert rows["status"] == "ok" and rows["device"] == "cpu"
+    assert 0 < float(rows["val_bpb (harness)"]) < 8.5 and int(rows["steps in the budget"]) == 4  # 3 counted + 1 uncounted
+    assert any(key.startswith("evaluation on the validation split") for key in rows)
+    no_gpu = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--no-write"], env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert no_gpu.returncode != 0 and "no CUDA device here" in no_gpu.stderr
