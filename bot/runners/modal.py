@@ -192,8 +192,9 @@ class ModalRunner:
                     flags=tuple(checked.get("flags") or ()), timings=dict(checked.get("timings") or {}),
                     log_tail=checked.get("log_tail") or "", isolation=self.isolation))
             call, reattached = self._variant(experiment).spawn(spec, files), False
-            entry = {"call_id": call.object_id, "spawned_at": self.wall(), "experiment": experiment.id,
-                     "preflight": checked}
+            entry = {"call_id": call.object_id, "spawned_at": self.wall(), "experiment": experiment.id}
+            if checked:
+                entry["preflight"] = checked
             self._remember(key, entry)
         limit = function_timeout(experiment.budget_seconds, experiment.startup_seconds, experiment.timeout_seconds,
                                  experiment.budget_steps, experiment.gate_timeout_seconds if experiment.gate else 0)
