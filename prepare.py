@@ -63,6 +63,8 @@ import torch.nn.functional as F
 
 
 def get_device():
+    if preflight_path():  # memory preflight: fake CPU tensors stand in for the GPU's
+        return "cpu"
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -106,15 +108,21 @@ def handoff_path():
     return os.environ.get("AUTORESEARCH_HANDOFF", "").strip() or None
 
 
+def preflight_path():
+    return os.environ.get("AUTORESEARCH_PREFLIGHT", "").strip() or None
+
+
 # ---------------------------------------------------------------------------
 # Constants
 # ---------------------------------------------------------------------------
 
 _ON_CUDA = torch.cuda.is_available()
-GPU_PROFILE = _ON_CUDA  # which of train.py's size profiles runs
+GPU_PROFILE = _ON_CUDA or bool(preflight_path())  # which of train.py's size profiles runs
 MAX_SEQ_LEN = 2048 if GPU_PROFILE else 128  # context length in tokens; fixed per profile
 TIME_BUDGET = time_budget()  # training seconds, excluding start-up and evaluation
 STEP_BUDGET = _env_number("AUTORESEARCH_BUDGET_STEPS", 0, int) or None  # counted steps instead, when set
+if preflight_path():  # the memory preflight: a few steps (fake ones cost milliseconds), then evaluate_bpb
+    TIME_BUDGET, STEP_BUDGET = 1.0, 2
 EVAL_TOKENS = 40 * 2**19 if GPU_PROFILE else 2**15  # val tokens scored (CPU: 256 rows, each scored twice for the causality check)
 # Byte-level tokenizer for every source: token = byte, so bits per token = bits per byte and the
 # metric does not depend on a tokenizer. A trained BPE tokenizer is a later issue.
@@ -370,6 +378,9 @@ def make_dataloader(split, batch_size, seq_len, device):
     """Infinite (x, y) batches at random offsets, from a generator seeded by run_seed() and split."""
     if split not in ("train", "val"):
         raise ValueError(f"split must be 'train' or 'val', got {split!r}")
+    if preflight_path():
+        yield from _preflight_batches(batch_size, seq_len)
+        return
     data = getattr(load_corpus(), split)
     if data is None:
         raise ValueError("the validation split is not available to train.py: the harness scores the model "
@@ -689,6 +700,8 @@ def evaluate_bpb(model, batch_size):
     process). Run by hand: bits per byte of model(x) on the validation split, with the same checks."""
     batch_size = max(1, min(int(batch_size), MAX_EVAL_BATCH))
     device = next(iter(model.parameters()), torch.empty(0, device=get_device())).device
+    if preflight_path():
+        _preflight_finish(model, batch_size, device)  # measures the hand-over, writes the estimate, exits
     was_training = model.training
     model.eval()
     try:
@@ -742,6 +755,147 @@ def evaluate_graph(graph_path, data_dir, result_path, max_bytes=None, wait=False
     tmp.write_text(json.dumps(result, indent=2) + "\n")
     os.replace(tmp, result_path)
     return result
+
+
+# ---------------------------------------------------------------------------
+# Memory preflight: the GPU profile's peak memory, estimated on a CPU without computing anything
+# ---------------------------------------------------------------------------
+# With AUTORESEARCH_PREFLIGHT=<path> (set by the job, in the same sandbox as the train phase, before
+# any GPU time): GPU_PROFILE is True, get_device() is "cpu", and from this module's import on every
+# tensor is a FakeTensor (shapes, dtypes and strides, no data) under a dispatch mode that adds up the
+# bytes of live storages and keeps the peak. train.py's autocast("cpu", bf16) casts the same op
+# classes as CUDA's; CPU SDPA (causal, or with a mask) takes the flash path that saves only out and
+# logsumexp, as flash/flex attention on the GPU do. make_dataloader yields fake (B, T) batches and
+# holds a fake training split of AUTORESEARCH_PREFLIGHT_DATA_BYTES (the real one sits on the GPU);
+# `.item()` answers 2.0 (a loss), 0 or False. The run gets STEP_BUDGET = 2 (3 optimizer steps with
+# the uncounted one; the steady state of params + optimizer state + grads + activations is reached
+# from the second); evaluate_bpb then traces the hand-over (which holds every intermediate, in
+# float32) under the same count, writes the estimate as JSON and ends the process with exit code 0.
+# What the GPU adds (CUDA context, allocator fragmentation) and what it saves (torch.compile's fusion)
+# is the job's margin (bot/gpu_memory.py). The estimate comes from the experiment's own process: it
+# can only be forged to waste that experiment's GPU time, never to change a metric.
+
+PREFLIGHT_ALIGN = 512  # bytes: the CUDA caching allocator rounds every block up to this
+_PREFLIGHT = {}
+
+
+def _preflight_scalar(t):
+    if t.dtype == torch.bool:
+        return False
+    return 2.0 if t.is_floating_point() else 0
+
+
+def _preflight_tracker():
+    import weakref
+
+    from torch.utils._python_dispatch import TorchDispatchMode
+    from torch.utils._pytree import tree_leaves
+
+    class MemoryTracker(TorchDispatchMode):
+        """Live bytes of every storage made under it (fake or real) and their peak."""
+
+        def __init__(self):
+            super().__init__()
+            self.live = self.peak = self.scalar_reads = 0
+            self.storages = {}  # id(storage) -> its finalizer: a storage counts once, views add nothing
+            self.ops = {}  # attention kernels seen (which SDPA path ran)
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten._local_scalar_dense.default:  # .item(), bool(), float() of a fake tensor
+                self.scalar_reads += 1
+                return _preflight_scalar(args[0])
+            if "attention" in func.__name__:
+                self.ops[func.__name__] = self.ops.get(func.__name__, 0) + 1
+            out = func(*args, **(kwargs or {}))
+            for t in tree_leaves(out):
+                if isinstance(t, torch.Tensor):
+                    self.track(t)
+            return out
+
+        def track(self, t):
+            storage = t.untyped_storage()  # the same Python object while the storage lives
+            if id(storage) in self.storages:
+                return
+            size = -(-storage.nbytes() // PREFLIGHT_ALIGN) * PREFLIGHT_ALIGN
+            self.live += size
+            self.peak = max(self.peak, self.live)
+            self.storages[id(storage)] = weakref.finalize(storage, self._freed, id(storage), size)
+
+        def _freed(self, key, size):
+            self.live -= size
+            self.storages.pop(key, None)
+
+    setattr(MemoryTracker.__torch_dispatch__, "__dynamo_disable", MemoryTracker.__torch_dispatch__)
+    return MemoryTracker()
+
+
+def _preflight_start(fake=True):
+    """Enter the modes for the rest of the process (train.py runs inside them). `fake=False` tracks
+    real CPU tensors: the tests compare that count with the operating system's measurement."""
+    _PREFLIGHT.update(started=time.time(), batches=0, fake=fake)
+    if fake:
+        from torch._subclasses.fake_tensor import FakeTensorMode
+
+        _PREFLIGHT["fake_mode"] = FakeTensorMode(allow_non_fake_inputs=True)
+        _PREFLIGHT["fake_mode"].__enter__()
+        swap = torch.utils.swap_tensors
+
+        def swap_fake(t1, t2):  # Module.to() swaps fake parameters, and refuses one the fake mode holds a weakref to
+            try:
+                return swap(t1, t2)
+            except RuntimeError:
+                t1.data = t2.data
+
+        torch.utils.swap_tensors = swap_fake
+    _PREFLIGHT["tracker"] = _preflight_tracker()
+    _PREFLIGHT["tracker"].__enter__()
+
+
+def _preflight_batches(batch_size, seq_len):
+    data_bytes = _env_number("AUTORESEARCH_PREFLIGHT_DATA_BYTES", 0, int)
+    split = torch.zeros(data_bytes, dtype=torch.uint8)  # noqa: F841 - the training split, as the GPU holds it
+    _PREFLIGHT["data_bytes"] = data_bytes
+    while True:
+        _PREFLIGHT["batches"] += 1
+        x = torch.zeros(batch_size, seq_len, dtype=torch.long)
+        yield x, torch.zeros_like(x)
+
+
+def _preflight_finish(model, batch_size, device):
+    """After training: trace the hand-over as the job would (its peak counts too), write the
+    estimate and end the process."""
+    tracker = _PREFLIGHT["tracker"]
+    train_peak, tracker.peak = tracker.peak, tracker.live
+    module = getattr(model, "_orig_mod", model)
+    module.eval()
+    x = torch.zeros(batch_size, MAX_SEQ_LEN, dtype=torch.long, device=device)
+    with torch.no_grad():
+        header, _ = trace_model(module, x)
+    params = [p for p in module.parameters()] if isinstance(module, torch.nn.Module) else []
+    estimate = {
+        "peak_bytes": max(train_peak, tracker.peak), "train_peak_bytes": train_peak,
+        "handoff_peak_bytes": tracker.peak, "params": sum(p.numel() for p in params),
+        "param_bytes": sum(p.numel() * p.element_size() for p in params),
+        "data_bytes": _PREFLIGHT.get("data_bytes", 0), "batches": _PREFLIGHT["batches"],
+        "scalar_reads": tracker.scalar_reads, "handoff_ops": len(header["nodes"]), "attention_ops": tracker.ops,
+        "batch_size": int(batch_size), "seq_len": MAX_SEQ_LEN, "vocab_size": VOCAB_SIZE, "fake": _PREFLIGHT["fake"],
+        "seconds": round(time.time() - _PREFLIGHT["started"], 3),
+        "measured": "live storage bytes (rounded to 512) of every tensor train.py made, under FakeTensorMode on CPU "
+                    "with bf16 autocast: peak of training (>= 2 optimizer steps) and of the hand-over trace",
+    }
+    tmp = Path(f"{preflight_path()}.tmp")
+    tmp.parent.mkdir(parents=True, exist_ok=True)
+    tmp.write_text(json.dumps(estimate, indent=2) + "\n")
+    os.replace(tmp, preflight_path())
+    print(f"memory preflight: estimated peak {estimate['peak_bytes'] / 2**30:.2f} GiB (training "
+          f"{train_peak / 2**30:.2f}, hand-over {tracker.peak / 2**30:.2f}) in {estimate['seconds']:.1f}s",
+          flush=True)
+    sys.stderr.flush()
+    os._exit(0)
+
+
+if preflight_path() and __name__ != "__main__":
+    _preflight_start(fake=os.environ.get("AUTORESEARCH_PREFLIGHT_REAL", "") != "1")
 
 
 def _main(argv):

@@ -59,6 +59,7 @@ class Config:
     max_file_bytes: int = 1_000_000  # largest proposed file
     allowed_calls: tuple = ()  # process/network/dynamic-import names proposals may newly use
     readable: tuple = ()  # extra paths experiments may read (read-only), e.g. a fork's ~/.cache/autoresearch
+    memory_preflight: bool = True  # before GPU time: estimate train.py's peak GPU memory on a CPU, refuse what won't fit
 
     @property
     def effective_timeout(self):
@@ -83,6 +84,7 @@ _TYPES = {
     "metric_regex": str, "gate": str, "gate_timeout_seconds": float,
     "isolation": str, "startup_seconds": float, "max_file_bytes": int, "allowed_calls": tuple, "readable": tuple,
     "proposal_attempts": int, "budget_steps": int, "api_attempts": int, "api_max_wait_seconds": float, "api_timeout_seconds": float,
+    "memory_preflight": bool,
 }
 _CHOICES = {"runner": RUNNERS, "proposer": PROPOSERS, "direction": DIRECTIONS,
             "decision_rule": DECISION_RULES, "isolation": ISOLATIONS}
@@ -99,6 +101,13 @@ def _coerce(key, value, origin):
         if key in _OPTIONAL:
             return None
         raise ConfigError(f"{origin}: `{key}` needs a value (delete the line to use the default)")
+    if kind is bool:
+        words = {"true": True, "on": True, "yes": True, "1": True, "false": False, "off": False, "no": False, "0": False}
+        if isinstance(value, bool):
+            return value
+        if str(value).strip().lower() in words:
+            return words[str(value).strip().lower()]
+        raise ConfigError(f"{origin}: `{key}` is {value!r}; use true or false")
     try:
         if kind is tuple:
             items = value.split(",") if isinstance(value, str) else list(value)

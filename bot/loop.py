@@ -370,7 +370,8 @@ class ResearchLoop:
                 log_path=str(logs / f"{log_name or f'{exp_id:04d}'}.log"), metric_regex=self.config.metric_regex,
                 gate=self.config.gate, gate_timeout_seconds=float(self.config.gate_timeout_seconds),
                 isolation=self._isolation(), startup_seconds=self.config.startup_seconds,
-                budget_steps=self.config.budget_steps, readable=tuple(self.config.readable))
+                budget_steps=self.config.budget_steps, readable=tuple(self.config.readable),
+                memory_preflight=bool(self.config.memory_preflight))
             handle = self.runner.submit(experiment)
             if watch:  # parallel batches: the main thread cancels every watched run on Ctrl-C
                 watch(handle)

@@ -55,6 +55,11 @@ class JobSpec:
     evaluator: str = "prepare.py"  # the harness file that materializes the data and evaluates
     readable: tuple = ()  # without a harness: extra read-only paths (`~` = this machine's home), e.g. a fork's data
     secrets: tuple = None  # values to redact; None: derived from the environment
+    # Memory preflight (gpu_jobs/preflight.py): estimate the GPU profile's peak memory on fake CPU
+    # tensors first and refuse a run that would not fit `gpu` (a Modal GPU name; empty: this
+    # machine's GPU, when it has one).
+    memory_preflight: bool = False
+    gpu: str = ""
 
 
 def file_sha256(path):

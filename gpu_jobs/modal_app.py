@@ -106,7 +106,7 @@ def code_digest():
     jobs_dir, bot_dir = Path(gpu_jobs.__file__).parent, Path(bot.__file__).parent
     digest = hashlib.sha256()
     for path in [*sorted(jobs_dir.glob("*.py")),
-                 *(bot_dir / name for name in ("__init__.py", "errors.py", "metric.py", "summary.py"))]:
+                 *(bot_dir / name for name in ("__init__.py", "errors.py", "gpu_memory.py", "metric.py", "summary.py"))]:
         digest.update(path.name.encode() + b"\0" + (path.read_bytes() if path.exists() else b"") + b"\0")
     return digest.hexdigest()[:16]
 
@@ -288,7 +288,41 @@ def prepare(data, files, environ=None, *, data_dir=DATA_MOUNT):
     finally:
         shutil.rmtree(root, ignore_errors=True)
     return {"fingerprint": meta.get("fingerprint"), "source": meta.get("source"), "split_key": key.name if key else None,
+            "train_bytes": meta.get("train_bytes"),
             "seconds": round(time.monotonic() - began, 3), "sandbox": ok, "sandbox_note": why}
+
+
+def check_memory(spec, files, environ=None, *, in_container=False):
+    """The memory preflight of one experiment (CPU, before the GPU call): its train.py in the GPU
+    profile on fake tensors, in the sandbox, without data or secrets (gpu_jobs/preflight.py). Returns
+    {status: ok | crash | cancelled, reason, flags, preflight, timings, log_tail}; `spec` holds the
+    JobSpec fields plus `gpu` and `data_bytes` (the training split's size, which the GPU holds)."""
+    from gpu_jobs.job import harness_mismatches
+    from gpu_jobs.preflight import check_memory as run_check
+    from gpu_jobs.sandbox import probe
+    from gpu_jobs.steps import Runner
+
+    began = time.monotonic()
+    if in_container and not probe()[0]:  # no sandbox in this container: it serves no other input
+        modal.experimental.stop_fetching_inputs()
+    root = Path(tempfile.mkdtemp(prefix="autoresearch-preflight-"))
+    result = {"status": "ok", "reason": "", "flags": [], "preflight": None, "timings": {}, "log_tail": ""}
+    try:
+        write_files(files, root / "src", spec.get("executables") or ())
+        jobspec = _jobspec(dict(spec, memory_preflight=True), root / "src", root / "preflight.log")
+        problems = harness_mismatches(jobspec.source_dir, jobspec.expected_harness)
+        if problems:
+            result["status"], result["reason"] = "crash", "harness check failed: " + "; ".join(problems)
+            return result
+        runner = Runner(jobspec, dict(os.environ if environ is None else environ), None, None, None)
+        if jobspec.isolation == "sandbox" and runner.isolation != "bwrap":
+            result["flags"].append(f"memory preflight skipped: the sandbox is required but {runner.note}")
+            return result
+        run_check(jobspec, runner, result, data_bytes=int(spec.get("data_bytes") or 0))
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+        result["timings"]["preflight_function_s"] = round(time.monotonic() - began, 3)
+    return result
 
 
 # ---------------------------------------------------------------------------
@@ -313,6 +347,17 @@ def run_experiment(spec: dict, files: dict) -> dict:
                    compile_dir=os.environ.get("AUTORESEARCH_MODAL_COMPILE_DIR", COMPILE_MOUNT) if local else COMPILE_MOUNT,
                    local_cache=os.environ.get("AUTORESEARCH_MODAL_LOCAL_CACHE", LOCAL_CACHE) if local else LOCAL_CACHE,
                    in_container=not local)
+
+
+# The memory preflight: CPU only (fake tensors), no network, no secrets, no volumes; cheap beside a GPU
+# call. It runs the candidate's code, so it gets the GPU function's restrictions.
+PREFLIGHT_FUNCTION = {"cpu": 2.0, "memory": 4096, "timeout": 600, "block_network": True,
+                      "restrict_modal_access": True, "secrets": [], "scaledown_window": SCALEDOWN_SECONDS}
+
+
+@app.function(**PREFLIGHT_FUNCTION)
+def memory_preflight(spec: dict, files: dict) -> dict:
+    return check_memory(spec, files, in_container=not modal.is_local())
 
 
 @app.function(timeout=3600, secrets=[], volumes={DATA_MOUNT: data_volume})

@@ -16,6 +16,7 @@ import sys
 import time
 from pathlib import Path
 
+from gpu_jobs import preflight
 from gpu_jobs.steps import (HANDOFF, MAX_GRAPH_BYTES, PRINTED_TOLERANCE, command_argv, eval_timeout, has_gpu,
                             read_json, run_gate, run_outcome, startup_allowance, take_handoff)
 
@@ -96,6 +97,8 @@ def run_two_phases(spec, runner, work, result):
     if meta is None:
         return
     hidden = _hide_in_scratch(spec.source_dir, meta.get("hide") or [])
+    if preflight.wanted(spec) and not preflight.check_memory(spec, runner, result, meta.get("train_bytes"), hidden):
+        return  # refused before any GPU time
     train_env = dict(runner.env, AUTORESEARCH_PHASE="run", AUTORESEARCH_TRAIN_DATA=str(dirs["data"] / "train.bin"),
                      AUTORESEARCH_HANDOFF=str(Path(spec.source_dir) / HANDOFF))
     train_env.pop("AUTORESEARCH_DATA", None)

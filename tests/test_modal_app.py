@@ -89,7 +89,7 @@ def test_the_job_needs_no_more_of_the_bot_than_the_image_can_import():
             "('bot', 'torch', 'yaml', 'click', 'git', 'github', 'anthropic', 'numpy')))")
     done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                           env=dict(os.environ, PYTHONPATH=str(ROOT)))
-    assert json.loads(done.stdout.replace("'", '"')) == ["bot", "bot.errors", "bot.metric", "bot.summary"]
+    assert json.loads(done.stdout.replace("'", '"')) == ["bot", "bot.errors", "bot.gpu_memory", "bot.metric", "bot.summary"]
 
 
 def test_written_files_stay_inside_the_experiment(tmp_path):

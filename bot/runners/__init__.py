@@ -28,6 +28,7 @@ class Experiment:
     startup_seconds: float = None  # the train phase stops at budget + this (None: the job's default)
     budget_steps: int = None  # counted training steps instead of budget_seconds (then the limit is the timeout)
     readable: tuple = ()  # extra read-only paths for the experiment (`~` is the machine's home)
+    memory_preflight: bool = False  # estimate the GPU profile's peak memory first; refuse what would not fit
 
 
 @dataclasses.dataclass(frozen=True)

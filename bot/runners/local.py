@@ -30,7 +30,7 @@ class LocalHandle:
             expected_harness=e.expected_harness, work_dir=os.path.join(e.work_dir, "job"), log_path=e.log_path,
             metric_regex=e.metric_regex or "", gate=e.gate or "", gate_timeout_seconds=e.gate_timeout_seconds,
             isolation=e.isolation, startup_seconds=e.startup_seconds, budget_steps=e.budget_steps,
-            readable=tuple(e.readable),
+            readable=tuple(e.readable), memory_preflight=e.memory_preflight,  # runs only where there is a GPU
         )
         try:
             self._result = RunResult.from_job(run_job(spec, on_line=on_line, cancel_event=self._cancel))

@@ -23,13 +23,14 @@ import modal.exception
 
 from bot.errors import BotError, RunnerError
 from bot.pricing import gpu_price_per_second
-from bot.runners import RunResult
+from bot.runners import FinishedHandle, RunResult
 from gpu_jobs.modal_app import APP_NAME, FUNCTION_NAME, code_digest, function_timeout
 
 MAX_UPLOAD_BYTES = 50 * 1024**2  # an experiment's files travel with the call
 QUEUE_ALLOWANCE_S = 1800.0  # past the function timeout: a call still unfinished is cancelled (no GPU free?)
 MAX_POLL_FAILURES = 120  # consecutive network failures while polling before the run is given up
 DEPLOY = "modal deploy gpu_jobs/modal_app.py"
+PREFLIGHT_FUNCTION_NAME = "memory_preflight"  # CPU: the candidate's peak GPU memory, estimated before the GPU call
 NO_TOKEN = ("no Modal token: run `modal token new` (or set MODAL_TOKEN_ID and MODAL_TOKEN_SECRET), "
             "or pass --local to train on this machine")
 
@@ -86,8 +87,9 @@ def modal_runner(config, harness_files, *, on_line=None, state_path=None, isolat
     volume, the isolation Modal gives; then the runner, ready for the loop."""
     run, prepare = preflight(token_configured(), timeout=timeout)
     price, known = gpu_price_per_second(config.gpu)
+    memory = modal.Function.from_name(APP_NAME, PREFLIGHT_FUNCTION_NAME) if config.memory_preflight else None
     runner = ModalRunner(run, config.gpu, price, on_line=on_line, state_path=state_path, prepare_function=prepare,
-                         price_known=known)
+                         price_known=known, memory_function=memory)
     runner.prepare(harness_files, data=config.data, isolation=isolation or config.isolation)
     return runner
 
@@ -150,11 +152,12 @@ class ModalRunner:
     name = "modal"
 
     def __init__(self, function, gpu, price_per_second, on_line=None, state_path=None, clock=time.monotonic, *,
-                 prepare_function=None, price_known=True, calls=None, wall=time.time):
+                 prepare_function=None, price_known=True, calls=None, wall=time.time, memory_function=None):
         self.function, self.gpu, self.price, self.price_known = function, gpu, float(price_per_second), price_known
         self.on_line, self.clock, self.wall = on_line, clock, wall
         self.state_path = Path(state_path) if state_path else None
         self.prepare_function = prepare_function
+        self.memory_function = memory_function  # None: no memory preflight
         self.calls = calls or modal.FunctionCall  # whose from_id re-attaches
         self.isolation = None  # bwrap | container, once `prepare` asked Modal
         self.data_meta = None
@@ -181,12 +184,34 @@ class ModalRunner:
         if entry:
             call, reattached = self.calls.from_id(entry["call_id"]), True
         else:
+            checked = self.check_memory(experiment, spec, files)
+            if checked.get("status", "ok") != "ok":  # refused: no GPU call at all
+                return FinishedHandle(RunResult(
+                    status=checked["status"] if checked["status"] in ("crash", "cancelled") else "crash",
+                    reason=checked.get("reason") or "refused by the memory preflight",
+                    flags=tuple(checked.get("flags") or ()), timings=dict(checked.get("timings") or {}),
+                    log_tail=checked.get("log_tail") or "", isolation=self.isolation))
             call, reattached = self._variant(experiment).spawn(spec, files), False
             entry = {"call_id": call.object_id, "spawned_at": self.wall(), "experiment": experiment.id}
+            if checked:
+                entry["preflight"] = checked
             self._remember(key, entry)
         limit = function_timeout(experiment.budget_seconds, experiment.startup_seconds, experiment.timeout_seconds,
                                  experiment.budget_steps, experiment.gate_timeout_seconds if experiment.gate else 0)
         return ModalHandle(self, experiment, call, key, entry, reattached, deadline=self.clock() + limit + QUEUE_ALLOWANCE_S)
+
+    def check_memory(self, experiment, spec, files):
+        """The memory preflight on Modal's CPU (the deployed `memory_preflight`) before the GPU call:
+        {status, reason, flags, preflight, timings}; a call that fails decides nothing (flagged)."""
+        if self.memory_function is None or not experiment.memory_preflight or spec["metric"] != "val_bpb" or \
+                spec["metric_regex"] or "prepare.py" not in spec["expected_harness"]:
+            return {}
+        try:
+            return dict(self.memory_function.remote(dict(spec, gpu=self.gpu, data_bytes=int(
+                (self.data_meta or {}).get("train_bytes") or 0)), files))
+        except Exception as exc:  # noqa: BLE001 - a cost guard that cannot run must not stop the night
+            return {"flags": [f"memory preflight not run ({type(exc).__name__}: {_first_line(exc)}); "
+                              f"`{DEPLOY}` deploys it"]}
 
     def _variant(self, experiment):
         """The function with this night's GPU and a timeout from the budget (Function.with_options)."""
@@ -241,7 +266,10 @@ class ModalRunner:
         if started and spawned:  # two machines' wall clocks: good to about a second
             timings["queued_s"] = round(max(0.0, started - float(timings.get("container_start_s") or 0.0) - spawned), 3)
         timings["billed_s"] = billed
-        flags = list(data.get("flags") or [])
+        checked = entry.get("preflight") or {}
+        flags = list(checked.get("flags") or []) + list(data.get("flags") or [])
+        if (checked.get("timings") or {}).get("preflight_s") is not None:
+            timings["preflight_s"] = checked["timings"]["preflight_s"]
         if not self.price_known:
             flags.append(f"no price for GPU {self.gpu!r}: cost estimated at the dearest GPU's")
         if data.get("code_digest") and data["code_digest"] != code_digest():

@@ -4,7 +4,7 @@ Python imports `sitecustomize` at start-up from the first directory on sys.path 
 test puts this directory on PYTHONPATH and sets MODAL_STANDIN_ROOT. Then `modal.Function.from_name`
 answers with stand-ins: `run_experiment.spawn` runs gpu_jobs.modal_app.execute in a thread of this
 process (the job body a container would run, on this CPU), `prepare_data.remote` runs
-modal_app.prepare. Everything else of the bot runs unchanged: the token check, the runner, the
+modal_app.prepare, `memory_preflight.remote` runs modal_app.check_memory. Everything else of the bot runs unchanged: the token check, the runner, the
 polling. Nothing in bot/ knows about this file; without MODAL_STANDIN_ROOT it does nothing.
 """
 
@@ -62,9 +62,17 @@ if ROOT:
 
             return modal_app.prepare(data, files or {}, data_dir=os.path.join(ROOT, "volume"))
 
+    class _MemoryPreflight:
+        def remote(self, spec, files):
+            from gpu_jobs import modal_app
+
+            return modal_app.check_memory(spec, files)
+
     def _from_name(app_name, name, *args, **kwargs):
         with open(os.path.join(ROOT, "lookups.log"), "a", encoding="utf-8") as log:
             log.write(f"{time.time():.3f} {app_name} {name}\n")
+        if name == "memory_preflight":
+            return _MemoryPreflight()
         return _RunExperiment() if name == "run_experiment" else _PrepareData()
 
     modal.Function.from_name = staticmethod(_from_name)
