@@ -50,6 +50,7 @@ import struct
 import sys
 import sysconfig
 import time
+import weakref
 from pathlib import Path
 from typing import NamedTuple
 
@@ -133,6 +134,10 @@ VAL_FRACTION = 0.08  # text source: share of files (chosen by hash of the name) 
 # imports, so the sandbox can hide them from the train phase without breaking an import (~8% of bytes).
 STDLIB_VAL_PACKAGES = ("tkinter", "lib2to3", "xmlrpc", "wsgiref", "turtledemo", "curses", "dbm", "sqlite3")
 MAX_EVAL_BATCH = 4096  # largest batch a handed-over graph may be traced with
+# evaluate_bpb scores (and hands over) at most this many rows per forward pass, whatever batch train.py
+# trains with: the evaluation's memory grows with batch x context x vocabulary (float32 logits, twice
+# for the causality probe), and 32 rows of 2048 tokens keep a GPU busy.
+EVAL_BATCH_SIZE = 32
 
 # parquet source, as karpathy/autoresearch lays it out: shard_NNNNN.parquet, last shard = validation
 PARQUET_URL = "https://huggingface.co/datasets/karpathy/climbmix-400b-shuffle/resolve/main"
@@ -435,7 +440,10 @@ class _Recorder:
     def __init__(self, x, named_tensors):
         self.x, self.nodes, self.tensors, self.blobs = x, [], [], []
         self.known = {id(x): {"input": 0}}
-        self.keep = [x]  # ids stay unique while everything traced is alive
+        # The input and the constants are kept alive, so their ids stay theirs. Intermediates are
+        # not: each is forgotten when it dies (before CPython can reuse its id), so the trace holds
+        # no more memory than the forward pass itself.
+        self.keep = [x]
         for name, tensor in named_tensors:
             self._constant(tensor, name)
 
@@ -478,8 +486,13 @@ class _Recorder:
         for i, item in enumerate(outputs):
             if isinstance(item, torch.Tensor):
                 self.known[id(item)] = {"node": index, "item": i if isinstance(out, (list, tuple)) else None}
-                self.keep.append(item)
+                if not any(item is kept for kept in self.keep):
+                    weakref.finalize(item, self._forget, id(item), self.known[id(item)])
         return out
+
+    def _forget(self, key, entry):
+        if self.known.get(key) is entry:  # an in-place op may have re-registered the id meanwhile
+            del self.known[key]
 
 
 def trace_model(model, x):
@@ -547,6 +560,18 @@ class GraphProgram:
         self.device = torch.device(self._device(spec["device"]))
         self.tensors = [self._tensor(entry, data) for entry in header["tensors"]]
         self.nodes = [(self._op(node["op"]), node["args"], node["kwargs"]) for node in header["nodes"]]
+        # After its last use a node's output is dropped, so a call holds what the model's own forward
+        # pass would, not every intermediate at once.
+        last_use = {}
+        for index, node in enumerate(header["nodes"]):
+            for ref in _node_refs([node["args"], list(node["kwargs"].values())]):
+                last_use[ref] = index
+        for ref in _node_refs(header["output"]):
+            last_use[ref] = len(header["nodes"])
+        self.dead_after = [[] for _ in header["nodes"]]
+        for ref, index in last_use.items():
+            if 0 <= ref < index < len(header["nodes"]):
+                self.dead_after[index].append(ref)
         self.names = [node["op"] for node in header["nodes"]]
         self.output = header["output"]
 
@@ -615,7 +640,22 @@ class GraphProgram:
                 if isinstance(item, torch.Tensor) and not _within_storage(item):
                     raise ValueError(f"{name} made a view beyond its tensor's memory; the graph is refused")
             env.append(out)
+            for ref in self.dead_after[len(env) - 1]:
+                env[ref] = None
         return _check_logits(self._decode(self.output, env, x, tensors), self.shape[:2])
+
+
+def _node_refs(value):
+    """Indices of the nodes a graph value refers to."""
+    if isinstance(value, list):
+        for item in value:
+            yield from _node_refs(item)
+    elif isinstance(value, dict):
+        if "node" in value and isinstance(value["node"], int):
+            yield value["node"]
+        for key in ("list", "tuple"):
+            if key in value:
+                yield from _node_refs(value[key])
 
 
 # ---------------------------------------------------------------------------
@@ -698,7 +738,7 @@ def _refusal(result):
 def evaluate_bpb(model, batch_size):
     """Under the job: hand the model to the harness (returns nan; the job measures val_bpb in a fresh
     process). Run by hand: bits per byte of model(x) on the validation split, with the same checks."""
-    batch_size = max(1, min(int(batch_size), MAX_EVAL_BATCH))
+    batch_size = max(1, min(int(batch_size), EVAL_BATCH_SIZE))
     device = next(iter(model.parameters()), torch.empty(0, device=get_device())).device
     if preflight_path():
         _preflight_finish(model, batch_size, device)  # measures the hand-over, writes the estimate, exits
@@ -769,8 +809,8 @@ def evaluate_graph(graph_path, data_dir, result_path, max_bytes=None, wait=False
 # holds a fake training split of AUTORESEARCH_PREFLIGHT_DATA_BYTES (the real one sits on the GPU);
 # `.item()` answers 2.0 (a loss), 0 or False. The run gets STEP_BUDGET = 2 (3 optimizer steps with
 # the uncounted one; the steady state of params + optimizer state + grads + activations is reached
-# from the second); evaluate_bpb then traces the hand-over (which holds every intermediate, in
-# float32) under the same count, writes the estimate as JSON and ends the process with exit code 0.
+# from the second); evaluate_bpb then traces the hand-over (float32, at most EVAL_BATCH_SIZE rows)
+# under the same count, writes the estimate as JSON and ends the process with exit code 0.
 # What the GPU adds (CUDA context, allocator fragmentation) and what it saves (torch.compile's fusion)
 # is the job's margin (bot/gpu_memory.py). The estimate comes from the experiment's own process: it
 # can only be forged to waste that experiment's GPU time, never to change a metric.
@@ -854,7 +894,7 @@ def _preflight_start(fake=True):
 def _preflight_batches(batch_size, seq_len):
     data_bytes = _env_number("AUTORESEARCH_PREFLIGHT_DATA_BYTES", 0, int)
     split = torch.zeros(data_bytes, dtype=torch.uint8)  # noqa: F841 - the training split, as the GPU holds it
-    _PREFLIGHT["data_bytes"] = data_bytes
+    _PREFLIGHT["data_bytes"], _PREFLIGHT["train_batch_size"] = data_bytes, batch_size
     while True:
         _PREFLIGHT["batches"] += 1
         x = torch.zeros(batch_size, seq_len, dtype=torch.long)
@@ -878,7 +918,8 @@ def _preflight_finish(model, batch_size, device):
         "param_bytes": sum(p.numel() * p.element_size() for p in params),
         "data_bytes": _PREFLIGHT.get("data_bytes", 0), "batches": _PREFLIGHT["batches"],
         "scalar_reads": tracker.scalar_reads, "handoff_ops": len(header["nodes"]), "attention_ops": tracker.ops,
-        "batch_size": int(batch_size), "seq_len": MAX_SEQ_LEN, "vocab_size": VOCAB_SIZE, "fake": _PREFLIGHT["fake"],
+        "batch_size": _PREFLIGHT.get("train_batch_size"), "handoff_batch_size": int(batch_size),
+        "seq_len": MAX_SEQ_LEN, "vocab_size": VOCAB_SIZE, "fake": _PREFLIGHT["fake"],
         "seconds": round(time.time() - _PREFLIGHT["started"], 3),
         "measured": "live storage bytes (rounded to 512) of every tensor train.py made, under FakeTensorMode on CPU "
                     "with bf16 autocast: peak of training (>= 2 optimizer steps) and of the hand-over trace",
