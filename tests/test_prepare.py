@@ -236,8 +236,9 @@ def test_parquet_download_failure_names_the_url_and_the_fix(monkeypatch, shard_s
 
 def test_parquet_from_a_local_folder(monkeypatch, tmp_path):
     pytest.importorskip("tokenizers")
-    write_parquet(tmp_path / "a.parquet", ["alpha " * 100])
-    write_parquet(tmp_path / "b.parquet", ["omega " * 100])
+    varied = " ".join(f"w{i}" for i in range(400))  # not compressible to less than a sequence of tokens
+    write_parquet(tmp_path / "a.parquet", ["alpha " + varied])
+    write_parquet(tmp_path / "b.parquet", ["omega " + varied])
     monkeypatch.setenv("AUTORESEARCH_DATA", f"parquet:{tmp_path}")
     corpus = prepare.load_corpus()
     assert text_of(corpus, corpus.train).startswith("alpha") and text_of(corpus, corpus.val).startswith("omega")
