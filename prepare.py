@@ -528,15 +528,19 @@ def _token_file(path, dtype="uint8"):
 
 
 def _load_val(data_dir):
-    """The validation ids, meta.json, and the token byte lengths (None for bytes)."""
     meta = json.loads((Path(data_dir) / "meta.json").read_text())
-    lengths = None
-    if meta.get("token_bytes"):
-        lengths = np.fromfile(Path(data_dir) / Path(meta["token_bytes"]).name, dtype="<i4")
-        if len(lengths) != meta["vocab_size"]:
-            raise ValueError(f"{meta['token_bytes']} holds {len(lengths)} lengths for a vocabulary of "
-                             f"{meta['vocab_size']}; materialize the data again")
-    return _token_file(Path(data_dir) / "val.bin", meta.get("dtype", "uint8")), meta, lengths
+    return _token_file(Path(data_dir) / "val.bin", meta.get("dtype", "uint8")), meta
+
+
+def _load_token_bytes(data_dir, meta):
+    """Each id's UTF-8 byte length (meta's token_bytes file, int32 little-endian); None for byte splits."""
+    if not meta.get("token_bytes"):
+        return None
+    lengths = np.fromfile(Path(data_dir) / Path(meta["token_bytes"]).name, dtype="<i4")
+    if len(lengths) != meta["vocab_size"]:
+        raise ValueError(f"{meta['token_bytes']} holds {len(lengths)} lengths for a vocabulary of "
+                         f"{meta['vocab_size']}; materialize the data again")
+    return lengths
 
 
 def _to_device(t, device):
@@ -923,7 +927,8 @@ def evaluate_graph(graph_path, data_dir, result_path, max_bytes=None, wait=False
     """The eval phase: score a handed-over graph on the validation split; write the result JSON.
     With `wait`, load everything first and start when a line `go` arrives on stdin (the job starts
     this process while the experiment trains, so that importing torch costs no wall time)."""
-    val, meta, token_bytes = _load_val(data_dir)
+    val, meta = _load_val(data_dir)
+    token_bytes = _load_token_bytes(data_dir, meta)
     vocab_size = int(meta.get("vocab_size", 256))
     if wait:
         print("ready", flush=True)
