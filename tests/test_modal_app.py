@@ -178,3 +178,44 @@ def test_without_a_sandbox_the_container_serves_one_experiment(tmp_path, monkeyp
     assert result["status"] == "ok" and result["metric"] == 2.5, result["reason"]
     assert result["isolation"] == "container" and stops == [1]
     assert (tmp_path / "compile" / COMPILE_KEY / "inductor" / "kernel.py").read_text() == "compiled" and commits == [1]
+
+
+def test_a_bpe_source_is_prepared_once_and_staged_with_its_tokenizer(tmp_path, monkeypatch):
+    """prepare_data trains the parquet source's tokenizer and writes the token splits to the volume; a GPU
+    container copies the split folder with the tokenizer files. Without splits on the volume, the
+    trained tokenizers are linked in (no retraining) and a missing one would train on local disk."""
+    pytest.importorskip("tokenizers")
+    pa, pq = pytest.importorskip("pyarrow"), pytest.importorskip("pyarrow.parquet")
+    from types import SimpleNamespace
+
+    shards = tmp_path / "shards"
+    shards.mkdir()
+    for i, name in enumerate(["shard_00000.parquet", "shard_00001.parquet", "shard_06542.parquet"]):
+        pq.write_table(pa.table({"text": [f"doc {j} of shard {i}: " + " ".join(f"w{k}" for k in range(j, j + 60))
+                                          for j in range(40)]}), shards / name)
+    monkeypatch.setenv("AUTORESEARCH_MODAL_DATA_DIR", str(tmp_path / "volume"))
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    warnings.filterwarnings("ignore", message=".*executing locally.*")
+    files = {"prepare.py": (ROOT / "prepare.py").read_bytes()}
+    data = f"parquet:{shards}"
+    prepared = prepare_data.local(data, files)
+    on_volume = tmp_path / "volume" / "splits" / prepared["split_key"]
+    meta = json.loads((on_volume / "meta.json").read_text())
+    assert meta["tokenizer"] == "bpe" and meta["dtype"] == "uint16" and meta["vocab_size"] == 8192
+    assert {"train.bin", "val.bin", "meta.json", "token_bytes.bin", "tokenizer.json"} <= {p.name for p in on_volume.iterdir()}
+    assert len(list((tmp_path / "volume" / "bpe").iterdir())) == 1  # the trained tokenizer, cached by fingerprint
+
+    harness = {"prepare.py": hashlib.sha256(files["prepare.py"]).hexdigest()}
+    jobspec = modal_app._jobspec({"data": data, "expected_harness": harness}, tmp_path / "src", tmp_path / "log")
+    assert modal_app._stage_splits(jobspec, tmp_path / "volume", tmp_path / "local") == ""
+    from gpu_jobs.phases import _split_key
+    local = _split_key(jobspec, SimpleNamespace(cache_dir=str(tmp_path / "local")))
+    assert (local / "token_bytes.bin").read_bytes() == (on_volume / "token_bytes.bin").read_bytes()
+    assert (local / "tokenizer.json").exists()
+
+    import shutil
+    shutil.rmtree(tmp_path / "volume" / "splits")  # not prepared for this harness: the fallback
+    note = modal_app._stage_splits(jobspec, tmp_path / "volume", tmp_path / "fresh")
+    assert "made them from the shards" in note
+    linked = list((tmp_path / "fresh" / "bpe").iterdir())
+    assert len(linked) == 1 and linked[0].is_symlink() and linked[0].resolve().parent == tmp_path / "volume" / "bpe"

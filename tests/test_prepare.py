@@ -20,7 +20,7 @@ import prepare  # noqa: E402
 
 RESULT_KEYS = {"val_bpb", "causal", "causal_rows_failed", "causal_rows_checked", "causal_max_diff", "eval_tokens",
                "refusal", "load_seconds", "eval_seconds", "harness_sha256", "data_source", "data_fingerprint",
-               "device", "seq_len", "batch_size", "graph_ops", "graph_bytes"}
+               "device", "seq_len", "batch_size", "graph_ops", "graph_bytes", "eval_bytes", "tokenizer", "vocab_size"}
 
 
 @pytest.fixture(autouse=True)
@@ -202,13 +202,20 @@ def shard_server(tmp_path, monkeypatch):
     server.server_close()
 
 
+def text_of(corpus, ids):
+    """The text BPE ids stand for (the parquet source is tokenized; see tests/test_bpe.py)."""
+    return prepare.load_tokenizer(corpus.tokenizer).decode([int(i) for i in ids], skip_special_tokens=True)
+
+
 def test_parquet_shards_download_once_and_give_batches(monkeypatch, tmp_path, shard_server):
+    pytest.importorskip("tokenizers")
     base, requests = shard_server
     monkeypatch.setenv("AUTORESEARCH_DATA", f"parquet:{base}")
     corpus = prepare.load_corpus()
     assert sorted(requests) == ["/shard_00000.parquet", "/shard_00001.parquet", "/shard_06542.parquet"]
-    assert b"train shard 1 doc 29" in corpus.train.tobytes() and b"val doc" not in corpus.train.tobytes()
-    assert b"val doc 29" in corpus.val.tobytes() and b"train" not in corpus.val.tobytes()
+    train, val = text_of(corpus, corpus.train), text_of(corpus, corpus.val)
+    assert "train shard 1 doc 29" in train and "val doc" not in train
+    assert "val doc 29" in val and "train" not in val
     cached = sorted(p.name for p in (tmp_path / "cache" / "shards").glob("*/*"))
     assert cached == ["shard_00000.parquet", "shard_00001.parquet", "shard_06542.parquet"]  # no temp files left
 
@@ -228,11 +235,13 @@ def test_parquet_download_failure_names_the_url_and_the_fix(monkeypatch, shard_s
 
 
 def test_parquet_from_a_local_folder(monkeypatch, tmp_path):
-    write_parquet(tmp_path / "a.parquet", ["alpha " * 100])
-    write_parquet(tmp_path / "b.parquet", ["omega " * 100])
+    pytest.importorskip("tokenizers")
+    varied = " ".join(f"w{i}" for i in range(400))  # not compressible to less than a sequence of tokens
+    write_parquet(tmp_path / "a.parquet", ["alpha " + varied])
+    write_parquet(tmp_path / "b.parquet", ["omega " + varied])
     monkeypatch.setenv("AUTORESEARCH_DATA", f"parquet:{tmp_path}")
     corpus = prepare.load_corpus()
-    assert corpus.train.tobytes().startswith(b"alpha") and corpus.val.tobytes().startswith(b"omega")
+    assert text_of(corpus, corpus.train).startswith("alpha") and text_of(corpus, corpus.val).startswith("omega")
     (tmp_path / "b.parquet").unlink()
     monkeypatch.setattr(prepare, "_CORPORA", {})
     with pytest.raises(ValueError, match="at least two"):
