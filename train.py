@@ -277,7 +277,7 @@ def orthogonalize(g, steps):
     x = g.to(torch.bfloat16 if g.is_cuda and torch.cuda.is_bf16_supported() else torch.float32)
     wide = x.size(-2) <= x.size(-1)
     x = x if wide else x.mT  # iterate on the smaller Gram matrix
-    x = x / (x.norm() + 1e-7)  # singular values into (0, 1]
+    x = x / (x.norm(dim=(-2, -1), keepdim=True) + 1e-7)  # singular values into (0, 1], matrix by matrix
     for _ in range(steps):
         gram = x @ x.mT
         x = a * x + (b * gram + c * gram @ gram) @ x
@@ -287,24 +287,32 @@ def orthogonalize(g, steps):
 class Muon:
     """MomentUm Orthogonalized by Newton-schulz (Keller Jordan, 2024), for 2-D weight matrices: Nesterov
     momentum, then the update's orthogonalization, scaled by sqrt(max(1, rows / cols)); decoupled
-    weight decay as AdamW's."""
+    weight decay as AdamW's. Matrices of one shape are orthogonalized together, as one batch: a few
+    large matmuls instead of many small ones."""
 
     def __init__(self, params, lr, momentum, ns_steps, weight_decay):
         self.param_groups = [dict(params=list(params), lr=lr, weight_decay=weight_decay)]
         self.momentum, self.ns_steps = momentum, ns_steps
         self.buffers = {p: torch.zeros_like(p) for p in self.param_groups[0]["params"]}
+        self.by_shape = {}
+        for p in self.param_groups[0]["params"]:
+            self.by_shape.setdefault(tuple(p.shape), []).append(p)
 
     @torch.no_grad()
     def step(self):
         group = self.param_groups[0]
-        for p in group["params"]:
-            if p.grad is None:
+        for (rows, cols), params in self.by_shape.items():
+            params = [p for p in params if p.grad is not None]
+            if not params:
                 continue
-            buffer = self.buffers[p]
-            buffer.lerp_(p.grad, 1 - self.momentum)
-            update = orthogonalize(p.grad.lerp(buffer, self.momentum), self.ns_steps)  # Nesterov
-            p.mul_(1 - group["lr"] * group["weight_decay"])
-            p.add_(update, alpha=-group["lr"] * max(1.0, p.size(0) / p.size(1)) ** 0.5)
+            updates = []
+            for p in params:
+                self.buffers[p].lerp_(p.grad, 1 - self.momentum)
+                updates.append(p.grad.lerp(self.buffers[p], self.momentum))  # Nesterov
+            orthogonal = orthogonalize(torch.stack(updates), self.ns_steps)
+            for p, update in zip(params, orthogonal.unbind(0)):
+                p.mul_(1 - group["lr"] * group["weight_decay"])
+                p.add_(update, alpha=-group["lr"] * max(1.0, rows / cols) ** 0.5)
 
     def zero_grad(self, set_to_none=True):
         for p in self.param_groups[0]["params"]:

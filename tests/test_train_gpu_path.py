@@ -177,6 +177,25 @@ def test_muon_update_matches_a_reference(shape):
     torch.testing.assert_close(p.detach().double(), reference, rtol=0, atol=1e-4)
 
 
+def test_muon_orthogonalizes_same_shaped_matrices_together_as_it_would_one_by_one():
+    ns = train_definitions()
+    torch.manual_seed(1)
+    params = [torch.randn(8, 4, requires_grad=True) for _ in range(3)] + [torch.randn(4, 8, requires_grad=True)]
+    alone = [p.detach().clone().requires_grad_() for p in params]
+    together = ns["Muon"](params, 0.05, 0.9, 5, 0.1)
+    apart = [ns["Muon"]([p], 0.05, 0.9, 5, 0.1) for p in alone]
+    assert len(together.by_shape) == 2
+    for _ in range(3):
+        grads = [torch.randn(p.shape) for p in params]
+        for p, q, g in zip(params, alone, grads):
+            p.grad, q.grad = g.clone(), g.clone()
+        together.step()
+        for optimizer in apart:
+            optimizer.step()
+    for p, q in zip(params, alone):
+        torch.testing.assert_close(p, q, rtol=0, atol=1e-5)
+
+
 @pytest.mark.parametrize("name, flops", [
     ("NVIDIA H100 80GB HBM3", 989.5e12), ("NVIDIA H100 PCIe", 756e12), ("NVIDIA H100 NVL", 835e12),
     ("NVIDIA H200", 989.5e12), ("NVIDIA A100-SXM4-80GB", 312e12), ("NVIDIA A100 80GB PCIe", 312e12),
