@@ -69,6 +69,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+if tuple(int(part) for part in torch.__version__.split("+")[0].split(".")[:2]) < (2, 5):
+    raise ImportError(f"torch {torch.__version__} is too old for this harness and train.py (F.rms_norm needs 2.4, "
+                      "flex_attention 2.5): pip install 'torch>=2.5'")
+
 # ---------------------------------------------------------------------------
 # Environment (read lazily, in functions)
 # ---------------------------------------------------------------------------
