@@ -484,8 +484,7 @@ print(f"num_params_M:     {num_params / 1e6:.1f}")
 print(f"depth:            {depth}")
 print(f"device:           {device}")
 print(f"device_name:      {device_name}")
-if not on_cuda and sys.platform.startswith("linux"):
-    import resource
-
-    print(f"peak_rss_mb:      {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")  # KiB on Linux
+if not on_cuda and os.path.exists("/proc/self/status"):  # this process's peak (ru_maxrss would add its parent's)
+    high_water_kib = open("/proc/self/status").read().split("VmHWM:")[1].split()[0]
+    print(f"peak_rss_mb:      {int(high_water_kib) / 1024:.1f}")
 sys.stdout.flush()

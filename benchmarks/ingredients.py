@@ -13,6 +13,7 @@ shared machine falls on all variants alike; differences are paired by seed.
 
     python benchmarks/ingredients.py                         # 200 steps x 3 seeds (~25 min on 2 cores)
     python benchmarks/ingredients.py --steps 60 --seeds 2    # a quick look
+    python benchmarks/ingredients.py --first-seed 4 --seeds 6 --only "full recipe" "- logit softcap"   # a close call
 """
 
 import argparse
@@ -78,20 +79,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=200, help="counted training steps per run")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per variant (paired across variants)")
+    parser.add_argument("--first-seed", type=int, default=1, help="seeds run from here (more seeds for a close call)")
     parser.add_argument("--only", nargs="*", help="variant names to run (default: all)")
     args = parser.parse_args()
     variants = {k: v for k, v in VARIANTS.items() if not args.only or k in args.only}
     results = {name: [] for name in variants}
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="ingredients-") as tmp:
-        for seed in range(1, args.seeds + 1):
+        for seed in range(args.first_seed, args.first_seed + args.seeds):
             for name, changes in variants.items():
                 bpb, step_s = run(changes, seed, args.steps, Path(tmp) / "work")
                 results[name].append((bpb, step_s))
                 print(f"seed {seed} | {name:32s} | val_bpb {bpb:.4f} | {step_s * 1000:.0f} ms/step", file=sys.stderr,
                       flush=True)
     reference = [bpb for bpb, _ in results.get("full recipe", [])]
-    print(f"\n{args.steps} counted steps on the CPU profile (stdlib corpus, byte-level), {args.seeds} seeds each; "
+    print(f"\n{args.steps} counted steps on the CPU profile (stdlib corpus, byte-level), seeds {args.first_seed}-"
+          f"{args.first_seed + args.seeds - 1}; "
           f"{(time.time() - started) / 60:.1f} min\n")
     print("| variant | val_bpb mean | ±95% CI | vs full recipe (paired) | ms/step |")
     print("|---|---|---|---|---|")

@@ -23,7 +23,7 @@ SUMMARY_KEYS = (
     "depth",
 )
 
-EXTRA_KEYS = ("device", "peak_rss_mb", "compile_seconds")  # printed by train.py besides autoresearch's keys
+EXTRA_KEYS = ("device", "device_name", "peak_rss_mb", "compile_seconds")  # printed by train.py besides autoresearch's keys
 
 _LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_.\-]*):\s*(.*?)\s*$")
 _PROGRESS = re.compile(r"\((\d{1,3}(?:\.\d+)?)%\)")
