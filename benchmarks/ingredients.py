@@ -41,6 +41,9 @@ VARIANTS = {
     "- logit softcap": {"LOGIT_SOFTCAP": "0.0"},
     "- embedding LR (1e-3)": {"EMBEDDING_LR": "1e-3"},
     "previous recipe (none of them)": OLD_RECIPE,
+    # autoresearch's rates and schedule, unscaled (it multiplies its AdamW rates by (width / 768) ** -0.5)
+    "autoresearch's rates": {"MATRIX_LR": "0.04", "EMBEDDING_LR": "0.6", "LEARNING_RATE": "0.004", "SCALAR_LR": "0.5",
+                             "ADAM_BETA1": "0.8", "WARMUP_RATIO": "0.0", "WARMDOWN_RATIO": "0.5"},
 }
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 

@@ -14,8 +14,8 @@ Margin (what eager fake-CPU execution does not see):
             result saved for backward, is a tensor of its own; torch.compile fuses and recomputes
             most of them. COMPILED_FRACTION is calibrated on the one published measurement of this
             architecture: karpathy/autoresearch's baseline (depth 8, width 512, vocab 8192, batch
-            128 x 2048, torch.compile) peaks at 45,060 MB (43.0 GiB) on an H100; the preflight
-            estimates the same sizes at 95.2 GiB eager, a ratio of 0.45, rounded up to 0.5.
+            128 x 2048, torch.compile) peaks at 45,060 MiB (44.0 GiB) on an H100; the preflight
+            estimates the same sizes at 95.2 GiB eager, a ratio of 0.46, rounded up to 0.5.
             FRAGMENTATION: the caching allocator's rounding and blocks reused at other sizes;
   hand-over x HANDOFF_FACTOR: one eager forward pass of EVAL_BATCH_SIZE rows in float32 (no
             compile); intermediates are freed as they die, so the allocator fragments as in training.

@@ -76,7 +76,7 @@ def test_the_verdict_names_the_estimate_capacity_and_fix():
     assert not fits and facts["decided_by"] == "training"  # 160 GiB eager x 0.5 compiled x 1.15 fragmentation
     assert "estimated peak 92.0 GiB > 78.1 GiB usable on H100" in reason and "lower DEVICE_BATCH_SIZE" in reason
     assert verdict({"train_peak_bytes": 160 * 2**30, "handoff_peak_bytes": 0}, "H200")[0]
-    # autoresearch's own baseline (estimated here at 95.2 GiB eager; 43.0 GiB measured on an H100) fits
+    # autoresearch's own baseline (estimated here at 95.2 GiB eager; 44.0 GiB measured on an H100) fits
     assert verdict({"train_peak_bytes": 95.2 * 2**30, "handoff_peak_bytes": 15 * 2**30}, "H100!")[0]
 
 
