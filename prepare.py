@@ -156,7 +156,8 @@ TIME_BUDGET = time_budget()  # training seconds, excluding start-up and evaluati
 STEP_BUDGET = _env_number("AUTORESEARCH_BUDGET_STEPS", 0, int) or None  # counted steps instead, when set
 if preflight_path():  # the memory preflight: a few steps (fake ones cost milliseconds), then evaluate_bpb
     TIME_BUDGET, STEP_BUDGET = 1.0, 2
-EVAL_TOKENS = 40 * 2**19 if GPU_PROFILE else 2**15  # val tokens scored (CPU: 256 rows, each scored twice for the causality check)
+# val tokens scored (CPU: 256 rows, each scored twice for the causality check)
+EVAL_TOKENS = 40 * 2**19 if GPU_PROFILE else 2**15
 # Byte sources (stdlib, text): token = byte, 256 ids. parquet: a byte-level BPE of 8192 ids (specials
 # included), as karpathy/autoresearch, so its val_bpb is comparable with autoresearch's published numbers.
 BPE_VOCAB_SIZE = 8192
@@ -269,7 +270,8 @@ def _stdlib_files():
                 path = Path(dirpath, fn)
                 named.append((path.relative_to(root).as_posix(), path))
     if not named:
-        raise RuntimeError(f"no .py files under {root}; this Python has no stdlib source: use AUTORESEARCH_DATA=text:<glob>")
+        raise RuntimeError(f"no .py files under {root}; this Python has no stdlib source: "
+                           "use AUTORESEARCH_DATA=text:<glob>")
     return sorted(named)
 
 

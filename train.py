@@ -446,7 +446,8 @@ while True:
     if done or step < uncounted_steps or time.time() - last_print >= 0.5:  # at most ~2 lines/s
         last_print = time.time()
         pct = 100 * min((counted + 1) / STEP_BUDGET if STEP_BUDGET else training_time / TIME_BUDGET, 1.0)
-        print(f"step {step:05d} ({pct:.1f}%) | loss: {smooth_loss / (1 - 0.9 ** (step + 1)):.6f} | lrm: {lr_multiplier:.2f} | "
+        print(f"step {step:05d} ({pct:.1f}%) | loss: {smooth_loss / (1 - 0.9 ** (step + 1)):.6f} | "
+              f"lrm: {lr_multiplier:.2f} | "
               f"dt: {dt * 1000:.0f}ms | tok/sec: {int(total_batch_size / dt):,} | "
               f"remaining: {max(0.0, TIME_BUDGET - training_time):.0f}s", flush=True)
     step += 1

@@ -225,3 +225,14 @@ def anthropic_server():
     yield server
     server.stop()
     assert server.violations == [], server.violations
+
+
+@pytest.fixture
+def clean_harness_env(monkeypatch, tmp_path):
+    """No AUTORESEARCH_* from the outside; a private cache; no corpus remembered between tests."""
+    import prepare
+
+    for name in ("BUDGET_SECONDS", "SEED", "TRAIN_DATA", "HANDOFF", "DATA", "CACHE_DIR"):
+        monkeypatch.delenv(f"AUTORESEARCH_{name}", raising=False)
+    monkeypatch.setenv("AUTORESEARCH_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setattr(prepare, "_CORPORA", {})

@@ -23,13 +23,7 @@ RESULT_KEYS = {"val_bpb", "causal", "causal_rows_failed", "causal_rows_checked",
                "device", "seq_len", "batch_size", "graph_ops", "graph_bytes", "eval_bytes", "tokenizer", "vocab_size"}
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch, tmp_path):
-    """No AUTORESEARCH_* from the outside; a private cache; no corpus remembered between tests."""
-    for name in ("BUDGET_SECONDS", "SEED", "TRAIN_DATA", "HANDOFF", "DATA", "CACHE_DIR"):
-        monkeypatch.delenv(f"AUTORESEARCH_{name}", raising=False)
-    monkeypatch.setenv("AUTORESEARCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.setattr(prepare, "_CORPORA", {})
+pytestmark = pytest.mark.usefixtures("clean_harness_env")
 
 
 def write_files(folder, count, size=600):
