@@ -44,12 +44,23 @@ def gpu_profile_model(ns, vocab=512, seq_len=256, width=64, heads=2, device="cpu
         return ns["GPT"](vocab, seq_len, ns["DEPTH"], width, heads, ns["MLP_RATIO"])
 
 
-def test_the_gpu_profile_has_every_ingredient():
+# autoresearch's ingredients that are built in but off by default (they did not pay at a fixed step
+# count on the CPU profile: benchmarks/results/gpu-plan.md); the tests switch them on to cover them.
+ALL_ON = {"VALUE_EMBED_EVERY": 2, "LOGIT_SOFTCAP": 15.0}
+
+
+def test_the_gpu_profile_has_autoresearchs_ingredients():
     ns = train_definitions()
     model = gpu_profile_model(ns)
     assert model.windows == [128, 128, 128, 256, 128, 128, 128, 256]  # SSSL SSSL, the last layer full
-    assert sorted(model.value_embeds) == ["1", "3", "5", "7"]  # alternate layers, the last included
-    assert model.resid_lambdas is not None and ns["LOGIT_SOFTCAP"] > 0 and ns["MUON"] is True
+    assert model.resid_lambdas is not None and ns["MUON"] is True
+    assert not model.value_embeds and ns["LOGIT_SOFTCAP"] == 0  # measured not to pay on the CPU profile
+    switched_on = gpu_profile_model(train_definitions(**ALL_ON))
+    assert sorted(switched_on.value_embeds) == ["1", "3", "5", "7"]  # alternate layers, the last included
+    with torch.no_grad():
+        switched_on.lm_head.weight.mul_(1e5)  # logits far beyond the cap
+        logits = switched_on(torch.randint(0, 512, (1, 32)))
+    assert 14.0 < logits.abs().max() <= 15.0
 
 
 def test_compiled_training_has_no_graph_break_and_no_recompile_through_evaluation():
@@ -59,7 +70,7 @@ def test_compiled_training_has_no_graph_break_and_no_recompile_through_evaluatio
     from torch._dynamo.testing import CompileCounterWithBackend
     from torch._dynamo.utils import counters
 
-    ns = train_definitions()
+    ns = train_definitions(**ALL_ON)
     model = gpu_profile_model(ns, seq_len=128)
     torch._dynamo.reset()
     counters.clear()
@@ -94,7 +105,7 @@ def test_the_flop_count_on_the_meta_device_equals_the_mfu_formula():
     it), so the two agree exactly once that difference is added back."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    ns = train_definitions()
+    ns = train_definitions(**ALL_ON)
     vocab, seq_len, width, heads = 8192, 2048, ns["MODEL_DIM"], ns["N_HEAD"]
     with torch.device("meta"):
         model = ns["GPT"](vocab, seq_len, ns["DEPTH"], width, heads, ns["MLP_RATIO"])
@@ -208,10 +219,10 @@ def test_peak_flops_by_device_name(name, flops):
 def test_mfu_formula_reproduces_autoresearchs_published_baseline():
     """autoresearch's published baseline (50.3M parameters; 953 steps of 2^19 tokens in 300.1 s at
     39.80 % MFU of 989.5 TFLOP/s) implies 2.365e8 FLOPs per token. The GPU profile has the same sizes
-    (depth 8, width 512, 4 heads, vocab 8192, SSSL windows, 4 value embeddings): its parameter count
+    (depth 8, width 512, 4 heads, vocab 8192, SSSL windows; with its 4 value embeddings): its parameter count
     and its formula must land on the same figures (within 1.5 %: autoresearch prints the MFU of its
     last step, not the average)."""
-    ns = train_definitions()
+    ns = train_definitions(**ALL_ON)
     with torch.device("meta"):
         model = ns["GPT"](8192, 2048, ns["DEPTH"], ns["MODEL_DIM"], ns["N_HEAD"], ns["MLP_RATIO"])
     implied = 0.398 * 989.5e12 * 300.1 / (953 * 2**19)
