@@ -55,19 +55,19 @@ HEAD_INIT_STD = 0.001  # init std of the output head (small: start near uniform 
 
 # Both profiles: optimization
 MUON = True  # Muon for the blocks' matrices (False: AdamW at LEARNING_RATE, as for everything else)
-MATRIX_LR = 0.02  # Muon learning rate of the blocks' matrices
+MATRIX_LR = 0.04  # Muon learning rate of the blocks' matrices
 MUON_MOMENTUM = 0.95  # Muon's Nesterov momentum
 MUON_NS_STEPS = 5  # Newton-Schulz iterations that orthogonalize each Muon update
-LEARNING_RATE = 1e-3  # peak AdamW learning rate (head; embeddings and scalars below; matrices without Muon)
-EMBEDDING_LR = 0.02  # AdamW learning rate of the token and value embeddings
-SCALAR_LR = 0.01  # AdamW learning rate of the residual scalars and value-embedding gates
+LEARNING_RATE = 0.004  # peak AdamW learning rate (head; embeddings and scalars below; matrices without Muon)
+EMBEDDING_LR = 0.6  # AdamW learning rate of the token and value embeddings
+SCALAR_LR = 0.5  # AdamW learning rate of the residual scalars and value-embedding gates
 WEIGHT_DECAY = 0.1  # decoupled weight decay, on block matrices only
-ADAM_BETA1 = 0.9  # AdamW first-moment decay
+ADAM_BETA1 = 0.8  # AdamW first-moment decay
 ADAM_BETA2 = 0.95  # AdamW second-moment decay
 ADAM_EPS = 1e-8  # AdamW denominator epsilon
 GRAD_CLIP = 1.0  # max global gradient norm (0 = no clipping)
-WARMUP_RATIO = 0.02  # fraction of the time budget spent warming the LR up
-WARMDOWN_RATIO = 0.3  # fraction of the time budget spent decaying the LR at the end
+WARMUP_RATIO = 0.0  # fraction of the time budget spent warming the LR up
+WARMDOWN_RATIO = 0.5  # fraction of the time budget spent decaying the LR at the end
 FINAL_LR_FRAC = 0.0  # LR at the end of warmdown, as a fraction of the peak
 
 # ---------------------------------------------------------------------------

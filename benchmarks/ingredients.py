@@ -6,14 +6,14 @@ corpus, on `--seeds` seeds each; val_bpb is scored in-process by prepare.evaluat
 scoring as the harness's eval phase). A fixed step count measures sample efficiency, not speed: the
 seconds per step are printed beside it, because on a GPU the budget is wall-clock.
 
-Variants: the full recipe; the full recipe without one ingredient (leave-one-out); and the recipe
-before this change (AdamW everywhere, full attention, no value embeddings, no residual scalars, no
-softcap). Seeds are interleaved (seed 1 of every variant, then seed 2, ...) so that load drift on a
+Variants: the shipped recipe; it without one ingredient, or with one of the two that are built in
+but off; it at the learning rates it had before taking autoresearch's; and the recipe before issue
+#13 (AdamW everywhere, full attention, no value embeddings, no residual scalars, no softcap). Seeds are interleaved (seed 1 of every variant, then seed 2, ...) so that load drift on a
 shared machine falls on all variants alike; differences are paired by seed.
 
     python benchmarks/ingredients.py                         # 200 steps x 3 seeds (~25 min on 2 cores)
     python benchmarks/ingredients.py --steps 60 --seeds 2    # a quick look
-    python benchmarks/ingredients.py --first-seed 4 --seeds 6 --only "full recipe" "- logit softcap"   # a close call
+    python benchmarks/ingredients.py --first-seed 4 --seeds 6 --only "shipped recipe" "+ logit softcap 15"   # a close call
 """
 
 import argparse
@@ -30,20 +30,20 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 
-OLD_RECIPE = {"MUON": "False", "SHORT_WINDOW": "1.0", "VALUE_EMBED_EVERY": "0", "RESIDUAL_SCALARS": "False",
-              "LOGIT_SOFTCAP": "0.0", "EMBEDDING_LR": "1e-3"}
+# train.py before issue #13: AdamW everywhere at 1e-3, full attention, none of the ingredients
+OLD_RATES = {"MATRIX_LR": "0.02", "EMBEDDING_LR": "0.02", "LEARNING_RATE": "1e-3", "SCALAR_LR": "0.01",
+             "ADAM_BETA1": "0.9", "WARMUP_RATIO": "0.02", "WARMDOWN_RATIO": "0.3"}
+OLD_RECIPE = dict(OLD_RATES, MUON="False", SHORT_WINDOW="1.0", VALUE_EMBED_EVERY="0", RESIDUAL_SCALARS="False",
+                  LOGIT_SOFTCAP="0.0", EMBEDDING_LR="1e-3")
 VARIANTS = {
-    "full recipe": {},
+    "shipped recipe": {},
     "- Muon (AdamW on matrices)": {"MUON": "False"},
     "- sliding windows (all full)": {"SHORT_WINDOW": "1.0"},
-    "- value embeddings": {"VALUE_EMBED_EVERY": "0"},
     "- residual scalars": {"RESIDUAL_SCALARS": "False"},
-    "- logit softcap": {"LOGIT_SOFTCAP": "0.0"},
-    "- embedding LR (1e-3)": {"EMBEDDING_LR": "1e-3"},
+    "+ value embeddings (every 2nd layer)": {"VALUE_EMBED_EVERY": "2"},
+    "+ logit softcap 15": {"LOGIT_SOFTCAP": "15.0"},
+    "rates before autoresearch's": OLD_RATES,
     "previous recipe (none of them)": OLD_RECIPE,
-    # autoresearch's rates and schedule, unscaled (it multiplies its AdamW rates by (width / 768) ** -0.5)
-    "autoresearch's rates": {"MATRIX_LR": "0.04", "EMBEDDING_LR": "0.6", "LEARNING_RATE": "0.004", "SCALAR_LR": "0.5",
-                             "ADAM_BETA1": "0.8", "WARMUP_RATIO": "0.0", "WARMDOWN_RATIO": "0.5"},
 }
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -95,17 +95,17 @@ def main():
                 results[name].append((bpb, step_s))
                 print(f"seed {seed} | {name:32s} | val_bpb {bpb:.4f} | {step_s * 1000:.0f} ms/step", file=sys.stderr,
                       flush=True)
-    reference = [bpb for bpb, _ in results.get("full recipe", [])]
+    reference = [bpb for bpb, _ in results.get("shipped recipe", [])]
     print(f"\n{args.steps} counted steps on the CPU profile (stdlib corpus, byte-level), seeds {args.first_seed}-"
           f"{args.first_seed + args.seeds - 1}; "
           f"{(time.time() - started) / 60:.1f} min\n")
-    print("| variant | val_bpb mean | ±95% CI | vs full recipe (paired) | ms/step |")
+    print("| variant | val_bpb mean | ±95% CI | vs shipped recipe (paired) | ms/step |")
     print("|---|---|---|---|---|")
     for name, rows in results.items():
         bpbs = [b for b, _ in rows]
         mean = statistics.fmean(bpbs)
         delta = ""
-        if reference and name != "full recipe" and len(reference) == len(bpbs):
+        if reference and name != "shipped recipe" and len(reference) == len(bpbs):
             diffs = [b - r for b, r in zip(bpbs, reference)]
             delta = f"{statistics.fmean(diffs):+.4f} ± {ci(diffs):.4f}"
         print(f"| {name} | {mean:.4f} | {ci(bpbs):.4f} | {delta} | {statistics.fmean(s for _, s in rows) * 1000:.0f} |")
