@@ -4,6 +4,7 @@ real train.py and example files still accept an ordinary change."""
 
 import ast
 import inspect
+import re
 from pathlib import Path
 
 import pytest
@@ -339,8 +340,8 @@ def test_absurd_nesting_is_a_proposal_error():
 
 def test_the_real_train_py_accepts_a_constant_change():
     text = (REPO_ROOT / "train.py").read_text()
-    assert "\nLEARNING_RATE = 1e-3" in text
-    new = text.replace("\nLEARNING_RATE = 1e-3", "\nLEARNING_RATE = 2e-3", 1)
+    new, count = re.subn(r"\nLEARNING_RATE = \S+", "\nLEARNING_RATE = 2e-3", text, count=1)
+    assert count == 1 and new != text
     assert validate(proposal({"train.py": new}), {"train.py": text}, EDITABLE, HARNESS)
 
 
