@@ -98,6 +98,34 @@ def test_compiled_training_has_no_graph_break_and_no_recompile_through_evaluatio
     assert torch.isfinite(eager).all() and torch.isfinite(loss)
 
 
+def test_the_cuda_attention_branch_compiles_whole_and_matches_the_masked_sdpa():
+    """On CUDA the short-window layers take flex_attention with a block mask under torch.compile. A
+    CPU has no flex backward, so this traces the forward (no grad) with dynamo: no graph break, one
+    frame, and the same logits as the eager masked SDPA that the harness scores."""
+    from torch._dynamo.testing import CompileCounterWithBackend
+    from torch._dynamo.utils import counters
+    from torch.nn.attention.flex_attention import create_block_mask, flex_attention
+
+    ns = train_definitions(**ALL_ON)
+    ns["create_block_mask"], ns["flex_attention"] = create_block_mask, flex_attention  # train.py imports them on CUDA
+    model = gpu_profile_model(ns, seq_len=256)
+    for block in model.blocks:  # attention's output projection starts at zero: give it something to carry
+        torch.nn.init.normal_(block.attn.proj.weight, std=0.05)
+    x = torch.randint(0, 512, (2, 256))
+    torch._dynamo.reset()
+    counters.clear()
+    backend = CompileCounterWithBackend("aot_eager")
+    with torch.no_grad():
+        eager = model(x)
+        model.use_flex_attention()
+        assert [b.attn.block_mask is not None for b in model.blocks] == [True, True, True, False] * 2
+        compiled = torch.compile(model, backend=backend)(x)
+    assert dict(counters["graph_break"]) == {} and backend.frame_count == 1
+    assert any(node.target is flex_attention or "flex_attention" in str(node.target)
+               for graph in backend.graphs for node in graph.graph.nodes)
+    torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-5)
+
+
 def test_the_flop_count_on_the_meta_device_equals_the_mfu_formula():
     """FlopCounterMode counts what the kernels compute: 6 FLOPs per weight per token for the matmuls,
     and the full T x T score matrix for every attention call (a mask does not skip work). The formula
