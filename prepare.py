@@ -661,7 +661,7 @@ class _Recorder:
         # The input and the constants are kept alive, so their ids stay theirs. Intermediates are
         # not: each is forgotten when it dies (before CPython can reuse its id), so the trace holds
         # no more memory than the forward pass itself.
-        self.keep = [x]
+        self.keep = {id(x): x}
         for name, tensor in named_tensors:
             self._constant(tensor, name)
 
@@ -672,7 +672,7 @@ class _Recorder:
                                  "shape": list(data.shape), "device": str(data.device)})
             self.blobs.append(data)
             self.known[id(tensor)] = {"tensor": len(self.tensors) - 1}
-            self.keep.append(tensor)
+            self.keep[id(tensor)] = tensor
         return self.known[id(tensor)]
 
     def encode(self, value):
@@ -704,7 +704,7 @@ class _Recorder:
         for i, item in enumerate(outputs):
             if isinstance(item, torch.Tensor):
                 self.known[id(item)] = {"node": index, "item": i if isinstance(out, (list, tuple)) else None}
-                if not any(item is kept for kept in self.keep):
+                if self.keep.get(id(item)) is not item:
                     weakref.finalize(item, self._forget, id(item), self.known[id(item)])
         return out
 
@@ -1065,8 +1065,6 @@ def _preflight_scalar(t):
 
 
 def _preflight_tracker():
-    import weakref
-
     from torch.utils._python_dispatch import TorchDispatchMode
     from torch.utils._pytree import tree_leaves
 

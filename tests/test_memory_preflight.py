@@ -331,3 +331,30 @@ def test_a_hostile_preflight_is_sandboxed_without_secrets(tmp_path, split_cache)
     assert "GITHUB_TOKEN" not in report["env"] and secret not in json.dumps(report["env"])
     assert outside.read_text() == "intact"  # (inside, /tmp is a private tmpfs: a write there goes nowhere)
     assert report["net"] != "connected"
+
+
+class CountingPreflight:
+    def __init__(self, verdict):
+        self.verdict, self.calls = verdict, 0
+
+    def remote(self, spec, files):
+        self.calls += 1
+        return {"preflight": {"verdict": self.verdict}, "flags": []}
+
+
+@pytest.mark.parametrize("verdict, calls", [("fits", 1), ("refused", 1), ("inconclusive", 3)])
+def test_replicates_of_one_commit_share_a_conclusive_preflight(tmp_path, verdict, calls):
+    """The estimate depends on the files, not the seed: a baseline's 3 seeds ask Modal once."""
+    memory = CountingPreflight(verdict)
+    runner = ModalRunner(NeverSpawn(), "H100!", 0.001, state_path=tmp_path / "state.json", memory_function=memory)
+    experiment = Experiment(id=1, commit="c0ffee", source_dir=str(tmp_path), work_dir=str(tmp_path / "work"),
+                            command="python train.py", metric="val_bpb", budget_seconds=300.0, timeout_seconds=600.0,
+                            seed=42, data="parquet", expected_harness=dict(HARNESS), log_path=str(tmp_path / "x.log"),
+                            memory_preflight=True)
+    spec = {"metric": "val_bpb", "metric_regex": "", "expected_harness": dict(HARNESS), "seed": 42}
+    files = {"train.py": b"print(1)\n"}
+    for seed in (42, 43, 44):
+        assert runner.check_memory(experiment, dict(spec, seed=seed), files)["preflight"]["verdict"] == verdict
+    assert memory.calls == calls
+    runner.check_memory(experiment, spec, {"train.py": b"print(2)\n"})  # another change: asked again
+    assert memory.calls == calls + 1

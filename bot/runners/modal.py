@@ -163,6 +163,7 @@ class ModalRunner:
         self.data_meta = None
         self._lock = threading.Lock()
         self._variants = {}
+        self._memory_verdicts = {}  # run key without the seed -> a conclusive preflight (replicates share it)
 
     def prepare(self, harness_files, data="auto", isolation="auto"):
         """Make the data splits on the volume (CPU, once per harness and source) and learn whether
@@ -206,9 +207,15 @@ class ModalRunner:
         if self.memory_function is None or not experiment.memory_preflight or spec["metric"] != "val_bpb" or \
                 spec["metric_regex"] or "prepare.py" not in spec["expected_harness"]:
             return {}
+        key = run_key(dict(spec, seed=None), files)  # the estimate depends on the files, not the seed
+        if key in self._memory_verdicts:
+            return dict(self._memory_verdicts[key])
         try:
-            return dict(self.memory_function.remote(dict(spec, gpu=self.gpu, data_bytes=int(
+            checked = dict(self.memory_function.remote(dict(spec, gpu=self.gpu, data_bytes=int(
                 (self.data_meta or {}).get("train_bytes") or 0)), files))
+            if (checked.get("preflight") or {}).get("verdict") in ("fits", "refused"):
+                self._memory_verdicts[key] = checked
+            return dict(checked)
         except Exception as exc:  # noqa: BLE001 - a cost guard that cannot run must not stop the night
             return {"flags": [f"memory preflight not run ({type(exc).__name__}: {_first_line(exc)}); "
                               f"`{DEPLOY}` deploys it"]}
