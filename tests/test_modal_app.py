@@ -48,6 +48,15 @@ def test_the_gpu_function_settings():
     assert modal_app.GPU_FUNCTION["scaledown_window"] == modal_app.SCALEDOWN_SECONDS == 240
 
 
+def test_the_memory_preflight_function_runs_candidate_code_with_nothing_to_reach():
+    """It runs the candidate's train.py (fake tensors, CPU): the GPU function's restrictions, no GPU,
+    no volume (it reads no data), read back from the modal SDK's own function spec."""
+    info = modal_app.memory_preflight.info()
+    assert info.gpus == [] and info.block_network is True and info.restrict_modal_access is True
+    assert info.secrets == [] and modal_app.memory_preflight._spec_.secrets == []
+    assert info.volumes == {} and info.cloud_bucket_mounts == {}
+
+
 def test_the_data_function_settings():
     info = prepare_data.info()
     assert info.gpus == [] and info.block_network is False  # it downloads the shards
